@@ -1,0 +1,123 @@
+{{
+    config(
+        unique_key='snapshot_at',
+        pre_hook=[
+            "{% if is_incremental() %}
+            delete from {{ this }}
+            where snapshot_at in (
+                select snapshot_at from {{ ref('int_batch_scope') }}
+                where change = 'removed'
+            )
+            {% endif %}"
+        ],
+    )
+}}
+
+{#
+    Incremental by snapshot: the batch's snapshots are loaded from staging, and the
+    snapshot after each of them is re-read from this table with its new weight. The
+    delete+insert strategy replaces every row of those snapshots and no other.
+#}
+
+with
+
+batch_rows as (
+
+    select * from {{ ref('stg_twitch__streams') }}
+
+),
+
+snapshots as (
+
+    select * from {{ ref('int_snapshots') }}
+
+),
+
+scope as (
+
+    select * from {{ ref('int_batch_scope') }}
+
+),
+
+loaded as (
+
+    select
+        batch_rows.snapshot_at,
+        batch_rows.snapshot_date,
+        batch_rows.stream_id,
+        batch_rows.user_id,
+        batch_rows.user_login,
+        batch_rows.game_id,
+        batch_rows.game_name,
+        batch_rows.language,
+        batch_rows.viewer_count,
+        batch_rows.started_at,
+        snapshots.weight_seconds
+
+    from batch_rows
+    inner join snapshots
+        on batch_rows.snapshot_at = snapshots.snapshot_at
+
+),
+
+{% if is_incremental() %}
+
+reweighted as (
+
+    select
+        existing.snapshot_at,
+        existing.snapshot_date,
+        existing.stream_id,
+        existing.user_id,
+        existing.user_login,
+        existing.game_id,
+        existing.game_name,
+        existing.language,
+        existing.viewer_count,
+        existing.started_at,
+        snapshots.weight_seconds
+
+    from {{ this }} as existing
+    inner join scope
+        on
+            existing.snapshot_at = scope.snapshot_at
+            and scope.change = 'reweighted'
+    inner join snapshots
+        on existing.snapshot_at = snapshots.snapshot_at
+
+),
+
+{% endif %}
+
+unioned as (
+
+    select * from loaded
+    {% if is_incremental() %}
+        union all
+        select * from reweighted
+    {% endif %}
+
+),
+
+final as (
+
+    select
+        snapshot_at,
+        snapshot_date,
+        stream_id,
+        user_id,
+        user_login,
+        game_id,
+        game_name,
+        language,
+        viewer_count,
+        started_at,
+        {{ dbt.datediff('started_at', 'snapshot_at', 'second') }} as uptime_seconds,
+        weight_seconds,
+        viewer_count * weight_seconds as viewer_seconds
+
+    from unioned
+
+)
+
+select * from final

@@ -1,0 +1,1 @@
+"""The extractor service: crawls Twitch Helix and lands one snapshot file per crawl."""

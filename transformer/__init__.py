@@ -1,0 +1,1 @@
+"""The transformer service: watches landed snapshots and runs dbt on DuckDB for each."""

@@ -1,0 +1,80 @@
+"""Requests to the running transformer (reprocess, rebuild), passed as files in state/requests/."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from twitch_bi.contract import is_candidate_name
+from twitch_bi.settings import Settings, SettingsError
+from twitch_bi.statefile import read_json, write_json
+
+LOCK_FILE = "transformer.lock"
+
+
+def requests_dir(settings: Settings) -> Path:
+    return settings.layout.state / "requests"
+
+
+def submit(settings: Settings, action: str, **values: Any) -> Path:
+    """Leave a request for the transformer; it is applied by `watch` (now, or when it starts)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = requests_dir(settings) / f"{stamp}-{action}-{uuid.uuid4().hex[:6]}.json"
+    write_json(path, {"action": action, **values})
+    return path
+
+
+def pending_requests(settings: Settings) -> list[tuple[Path, dict[str, Any]]]:
+    folder = requests_dir(settings)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        value = read_json(path)
+        if value is not None:
+            found.append((path, value))
+    return found
+
+
+def request_reprocess(settings: Settings, files: list[str], since: date | None) -> list[str]:
+    """Queue landed files (by name or path) or every snapshot since a date for reprocessing."""
+    landing = settings.layout.landing_streams
+    names = [Path(file).name for file in files]
+    unknown = [name for name in names if not (landing / name).is_file() or not is_candidate_name(name)]
+    if unknown:
+        raise SettingsError(f"not in {landing}: {', '.join(unknown)}")
+    if not names and since is None:
+        raise SettingsError("name the files to reprocess, or give --since DATE")
+    submit(settings, "reprocess", files=names, since=since.isoformat() if since else None)
+    return names if names else [f"every snapshot since {since}"]
+
+
+class TransformerLock:
+    """An exclusive lock held by the process that owns the warehouse; released on any exit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.path = settings.layout.state / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
