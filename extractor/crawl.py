@@ -80,8 +80,7 @@ def crawl(client: HelixClient, layout: Layout) -> CrawlResult:
     stop_reason = client.stop_reason
     if stop_reason == "max_pages":
         raise HelixError(
-            f"the listing did not end within {client.settings.max_pages} pages; "
-            "nothing landed"
+            f"the listing did not end within {client.settings.max_pages} pages; nothing landed"
         )
     if buffer.rows == 0 or snapshot_at is None:
         raise HelixError("Helix returned no live streams; nothing landed")

@@ -304,20 +304,30 @@ class HelixClient:
         """Every page of `GET /streams`, following the cursor until the listing ends."""
         paginator = HelixCursorPaginator(self.settings)
         self.paginator = paginator
-        hooks = {
+        hooks: dict[str, Any] = {
             "response": [
                 self.rate_limiter.hook,
                 self.auth.retry_unauthorized,
                 _check_response,
             ]
         }
-        for page in self.rest.paginate(
+        pages = self.rest.paginate(
             "streams",
             params={"first": self.settings.page_size},
             paginator=paginator,
             data_selector=_DATA,
             hooks=hooks,
-        ):
+        )
+        while True:
+            try:
+                page = next(pages)
+            except StopIteration:
+                return
+            except requests.RequestException as error:
+                raise HelixError(
+                    f"GET /streams failed after {self.settings.max_attempts} attempts "
+                    f"on page {paginator.pages + 1}: {error}"
+                ) from None
             response = page.response
             if paginator.discard_page:
                 log.warning("page_discarded", page=paginator.pages, reason=paginator.stop_reason)

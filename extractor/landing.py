@@ -16,7 +16,9 @@ from twitch_bi.contract import SNAPSHOT_SCHEMA, CrawlMetadata, snapshot_file_nam
 # `community_ids` are deprecated and not part of the contract, so they are not kept.
 _PAGE_SCHEMA = pa.schema(
     [
-        field if field.name not in ("started_at", "snapshot_at") else pa.field(field.name, pa.string())
+        field
+        if field.name not in ("started_at", "snapshot_at")
+        else pa.field(field.name, pa.string())
         for field in SNAPSHOT_SCHEMA
         if field.name != "snapshot_at"
     ]
@@ -29,7 +31,7 @@ class SnapshotBuffer:
 
     def __init__(self) -> None:
         self._batches: list[pa.RecordBatch] = []
-        self._seen: set[str] = set()
+        self._seen: set[Any] = set()
         self.rows = 0
         self.duplicates_removed = 0
 
@@ -52,7 +54,9 @@ class SnapshotBuffer:
         """The snapshot with the contract's exact schema, whatever the pages contained."""
         table = pa.Table.from_batches(self._batches, schema=_PAGE_SCHEMA)
         started_at = table.column("started_at").cast(SNAPSHOT_SCHEMA.field("started_at").type)
-        table = table.set_column(table.schema.get_field_index("started_at"), "started_at", started_at)
+        table = table.set_column(
+            table.schema.get_field_index("started_at"), "started_at", started_at
+        )
         snapshot = pa.array(
             [snapshot_at] * table.num_rows, type=SNAPSHOT_SCHEMA.field("snapshot_at").type
         )

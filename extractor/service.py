@@ -80,7 +80,9 @@ def _record(
             consecutive_failures=0,
         )
     else:
-        status.update(last_error=error, consecutive_failures=status.get("consecutive_failures", 0) + 1)
+        status.update(
+            last_error=error, consecutive_failures=status.get("consecutive_failures", 0) + 1
+        )
     write_json(path, status)
 
 
@@ -110,9 +112,11 @@ def run_schedule(settings: Settings) -> int:
         if took > interval * 60:
             # `schedule` runs jobs in this thread, so crawls never overlap; a long one
             # only pushes the next one back.
-            log.warning("crawl_overran_interval", duration_s=round(took, 1), interval_minutes=interval)
+            log.warning(
+                "crawl_overran_interval", duration_s=round(took, 1), interval_minutes=interval
+            )
 
-    scheduler.every(interval * 60).seconds.do(job)
+    scheduler.every(max(1, round(interval * 60))).seconds.do(job)
     signal.signal(signal.SIGTERM, _raise_shutdown)
     signal.signal(signal.SIGINT, _raise_shutdown)
     log.info("extractor_started", interval_minutes=interval, api=settings.api_base_url)

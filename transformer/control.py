@@ -44,7 +44,9 @@ def request_reprocess(settings: Settings, files: list[str], since: date | None) 
     """Queue landed files (by name or path) or every snapshot since a date for reprocessing."""
     landing = settings.layout.landing_streams
     names = [Path(file).name for file in files]
-    unknown = [name for name in names if not (landing / name).is_file() or not is_candidate_name(name)]
+    unknown = [
+        name for name in names if not (landing / name).is_file() or not is_candidate_name(name)
+    ]
     if unknown:
         raise SettingsError(f"not in {landing}: {', '.join(unknown)}")
     if not names and since is None:

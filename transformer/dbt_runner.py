@@ -1,7 +1,8 @@
-"""dbt inside the long-lived worker: parsed once, run through dbtRunner, logged through structlog."""
+"""dbt inside the long-lived worker: parsed once, run by dbtRunner, logged through structlog."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ def _on_event(event: Any) -> None:
     if level is None:
         return
     message = event.info.msg
-    if level == "debug" and not log.is_enabled_for(10):  # type: ignore[attr-defined]
+    if level == "debug" and not logging.getLogger("dbt").isEnabledFor(logging.DEBUG):
         return
     getattr(log, level)("dbt_event", dbt_event=event.info.name, msg=str(message)[:2000])
 
@@ -72,12 +73,18 @@ class DbtProject:
     def _args(self, command: str, *extra: str) -> list[str]:
         return [
             command,
-            "--project-dir", str(self.project_dir),
-            "--profiles-dir", str(self.profiles_dir),
-            "--target-path", str(self.state_dir / "target"),
-            "--log-path", str(self.state_dir / "logs"),
-            "--log-level", "none",
-            "--log-level-file", "none",
+            "--project-dir",
+            str(self.project_dir),
+            "--profiles-dir",
+            str(self.profiles_dir),
+            "--target-path",
+            str(self.state_dir / "target"),
+            "--log-path",
+            str(self.state_dir / "logs"),
+            "--log-level",
+            "none",
+            "--log-level-file",
+            "none",
             "--no-use-colors",
             "--no-send-anonymous-usage-stats",
             *extra,

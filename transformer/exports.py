@@ -1,7 +1,8 @@
-"""Reporting Parquet under reporting/: only the partitions a batch changed, each renamed in whole."""
+"""Reporting Parquet: only the partitions a batch changed, each written beside and renamed in."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,7 +48,11 @@ def export_changes(
         if spec.scope == "snapshot":
             assert spec.partition_by and spec.file_per
             for snapshot_at, snapshot_date in scope:
-                target = folder / f"date={snapshot_date}" / f"{spec.model}_{_file_stamp(snapshot_at)}.parquet"
+                target = (
+                    folder
+                    / f"date={snapshot_date}"
+                    / f"{spec.model}_{_file_stamp(snapshot_at)}.parquet"
+                )
                 where = f"{spec.file_per} = timestamptz {_quote(snapshot_at.isoformat())}"
                 written.append(_write(con, spec, where, target))
         elif spec.scope == "day":
@@ -63,7 +68,9 @@ def export_changes(
     return written
 
 
-def export_all(con: duckdb.DuckDBPyConnection, specs: list[ExportSpec], reporting: Path) -> list[Written]:
+def export_all(
+    con: duckdb.DuckDBPyConnection, specs: list[ExportSpec], reporting: Path
+) -> list[Written]:
     """Write every partition of every exported model (after a rebuild)."""
     written: list[Written] = []
     for spec in specs:
@@ -74,12 +81,18 @@ def export_all(con: duckdb.DuckDBPyConnection, specs: list[ExportSpec], reportin
                 f"select distinct {spec.file_per}, {spec.partition_by} from {spec.relation}"
             ).fetchall()
             for snapshot_at, snapshot_date in keys:
-                target = folder / f"date={snapshot_date}" / f"{spec.model}_{_file_stamp(snapshot_at)}.parquet"
+                target = (
+                    folder
+                    / f"date={snapshot_date}"
+                    / f"{spec.model}_{_file_stamp(snapshot_at)}.parquet"
+                )
                 where = f"{spec.file_per} = timestamptz {_quote(snapshot_at.isoformat())}"
                 written.append(_write(con, spec, where, target))
         elif spec.scope == "day":
             assert spec.partition_by
-            days = con.execute(f"select distinct {spec.partition_by} from {spec.relation}").fetchall()
+            days = con.execute(
+                f"select distinct {spec.partition_by} from {spec.relation}"
+            ).fetchall()
             for (day,) in days:
                 target = folder / f"date={day}" / f"{spec.model}.parquet"
                 where = f"{spec.partition_by} = date {_quote(day.isoformat())}"
@@ -122,7 +135,5 @@ def _row_count(path: Path) -> int:
 
 
 def _remove_empty(folder: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):  # not empty: other snapshots of that day
         folder.rmdir()
-    except OSError:
-        pass

@@ -141,7 +141,7 @@ class WatchService:
                 return
             try:
                 worker.process_batch(batch)
-            except Exception as error:  # noqa: BLE001 - a failed batch must not stop the service
+            except Exception as error:
                 worker.last_error = f"{type(error).__name__}: {error}"
                 log.exception("batch_crashed", files=len(batch))
             self.pending_count = sum(len(rest) for rest in batches[index + 1 :])
@@ -155,7 +155,9 @@ class WatchService:
                 names = list(request.get("files") or [])
                 worker.force(names)
                 if request.get("since"):
-                    since = datetime.combine(date.fromisoformat(request["since"]), datetime.min.time(), UTC)
+                    since = datetime.combine(
+                        date.fromisoformat(request["since"]), datetime.min.time(), UTC
+                    )
                     names += worker.force_since(since)
                 log.info("reprocess_requested", files=len(names))
             elif action == "rebuild":

@@ -13,8 +13,15 @@ from twitch_bi.contract import COLUMNS, REQUIRED_COLUMNS, snapshot_time_from_nam
 
 _MAGIC = b"PAR1"
 _INTEGER_TYPES = {
-    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
-    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
 }
 # The warehouse type of every contract column; what a hand-dropped file is cast to.
 WAREHOUSE_TYPES = {
@@ -91,9 +98,7 @@ def inspect(con: duckdb.DuckDBPyConnection, path: Path) -> Snapshot:
 
     missing = [column for column in REQUIRED_COLUMNS if column not in types]
     if missing:
-        raise InvalidSnapshot(
-            f"missing required column(s): {', '.join(missing)}", "MissingColumns"
-        )
+        raise InvalidSnapshot(f"missing required column(s): {', '.join(missing)}", "MissingColumns")
     if types["viewer_count"] not in _INTEGER_TYPES:
         raise InvalidSnapshot(
             f"viewer_count is {types['viewer_count']}, expected an integer type", "BadType"

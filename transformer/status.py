@@ -1,4 +1,4 @@
-"""The transformer's status file: what `twitch-bi status` reads while `watch` holds the warehouse."""
+"""The transformer's status file, which `twitch-bi status` reads while `watch` holds the DB."""
 
 from __future__ import annotations
 
@@ -64,9 +64,33 @@ def format_status(status: dict[str, Any]) -> str:
         f"processed:   {status.get('processed', 0)} files",
         f"pending:     {status.get('pending', 0)} files",
         f"quarantined: {status.get('quarantined_files', 0)} files",
-        f"last file:   {status.get('last_file') or '-'} at {status.get('last_processed_at') or '-'}",
+        f"last file:   {status.get('last_file') or '-'}"
+        f" at {status.get('last_processed_at') or '-'}",
         f"newest landed: {status.get('newest_landed') or '-'}",
         f"lag:         {status.get('lag_seconds', '-')} s behind the newest landed snapshot",
         f"last error:  {status.get('last_error') or '-'}",
     ]
     return "\n".join(lines)
+
+
+def health(settings: Settings, service: str) -> str | None:
+    """Why the service looks unhealthy, or None if it looks fine."""
+    if service == "transformer":
+        status = read_status(settings)
+        if not status.get("updated_at"):
+            return "no status file yet"
+        if not status.get("running"):
+            return f"heartbeat is {status.get('heartbeat_age_seconds')} s old"
+        return None
+    extractor = read_json(settings.layout.state / "extractor.status.json")
+    if extractor is None:
+        return "no crawl recorded yet"
+    attempted = datetime.fromisoformat(extractor["last_attempt_at"])
+    age = (datetime.now(UTC) - attempted).total_seconds()
+    allowed = 2 * settings.extract_every_minutes * 60 + 600
+    if age > allowed:
+        return f"last crawl attempt {age:.0f} s ago (more than {allowed:.0f} s)"
+    if extractor.get("consecutive_failures", 0) >= 3:
+        failures = extractor["consecutive_failures"]
+        return f"{failures} crawls failed in a row: {extractor.get('last_error')}"
+    return None

@@ -1,4 +1,4 @@
-"""The one worker: turns pending landed files into warehouse rows and reporting files, in batches."""
+"""The one worker: pending landed files become warehouse rows and reporting files, in batches."""
 
 from __future__ import annotations
 

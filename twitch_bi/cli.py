@@ -54,8 +54,15 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from transformer.status import format_status, read_status
+    from transformer.status import format_status, health, read_status
 
+    if args.check:
+        problem = health(settings, args.check)
+        if problem:
+            print(f"{args.check}: unhealthy: {problem}", file=sys.stderr)
+            return 1
+        print(f"{args.check}: healthy")
+        return 0
     status = read_status(settings)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True, default=str))
@@ -105,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"twitch-bi {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Callable[[argparse.Namespace, Settings], int], text: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, handler: Callable[[argparse.Namespace, Settings], int], text: str
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
         sub.set_defaults(handler=handler)
         return sub
@@ -115,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
     add("watch", cmd_watch, "the transformer service")
     status = add("status", cmd_status, "processed, pending and quarantined files, last run, lag")
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    status.add_argument(
+        "--check",
+        nargs="?",
+        const="transformer",
+        choices=["transformer", "extractor"],
+        help="exit 1 if the service is unhealthy (for container health checks)",
+    )
     reprocess = add("reprocess", cmd_reprocess, "queue landed files again, while watch runs too")
     reprocess.add_argument("files", nargs="*", metavar="FILE", help="landed file names or paths")
     reprocess.add_argument(

@@ -9,13 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 import duckdb
+import requests
 
 from twitch_bi.emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from twitch_bi.statefile import read_json
@@ -30,7 +29,9 @@ def _command(*args: str) -> list[str]:
 
 
 @contextmanager
-def _service(args: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[str]]:
+def _service(
+    args: list[str], env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[str]]:
     """A child process logging to a file, stopped with SIGTERM (then killed) on exit."""
     with open(log_path, "a", encoding="utf-8") as log:
         process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -59,14 +60,12 @@ def _wait_for_emulator(log_path: Path, process: subprocess.Popen[str], timeout: 
 
 
 def _post(url: str, body: dict[str, object]) -> None:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
-        response.read()
+    requests.post(url, json=body, timeout=10).raise_for_status()
 
 
-def _wait_processed(state: Path, expected: int, process: subprocess.Popen[str], timeout: float) -> dict[str, object]:
+def _wait_processed(
+    state: Path, expected: int, process: subprocess.Popen[str], timeout: float
+) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     status: dict[str, object] = {}
     while time.monotonic() < deadline:
@@ -150,8 +149,10 @@ def _print_summary(data_dir: Path, status: dict[str, object], seconds: float) ->
     ).fetchall()
 
     print()
-    print(f"Processed {status.get('processed')} snapshots, {rows:,} stream rows "
-          f"({snapshot_count} snapshots in reporting), in {seconds:.0f} s.")
+    print(
+        f"Processed {status.get('processed')} snapshots, {rows:,} stream rows "
+        f"({snapshot_count} snapshots in reporting), in {seconds:.0f} s."
+    )
     print("\nTop 5 games by hours watched:")
     for name, hours in games:
         print(f"  {name:<32} {hours:>12,.1f} h")

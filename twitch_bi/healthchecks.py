@@ -20,6 +20,8 @@ def ping(url: str | None, kind: str = "", body: str = "", timeout: float = 5.0) 
         response.raise_for_status()
     except requests.RequestException as error:
         # The URL is a secret (it lets anyone report for this check): never log it.
-        log.warning("healthcheck_ping_failed", kind=kind or "success", error=redact(type(error).__name__))
+        log.warning(
+            "healthcheck_ping_failed", kind=kind or "success", error=redact(type(error).__name__)
+        )
         return False
     return True

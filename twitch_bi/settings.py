@@ -106,7 +106,7 @@ class Settings:
     client_id: str | None = None
     client_secret: str | None = field(default=None, repr=False)
     api_base_url: str = "https://api.twitch.tv/helix"
-    token_url: str = "https://id.twitch.tv/oauth2/token"
+    token_url: str = "https://id.twitch.tv/oauth2/token"  # noqa: S105 - a URL, not a secret
     extract_every_minutes: float = 15.0
     healthcheck_url: str | None = field(default=None, repr=False)
     transformer_healthcheck_url: str | None = field(default=None, repr=False)

@@ -38,34 +38,122 @@ LANGUAGES = (
     ("other", 0.015),
 )
 _GAME_WORDS = (
-    "Just Chatting", "Grand Theft", "League", "Counter", "Valor", "Fort", "Mine", "Apex",
-    "Dota", "Over", "Rust", "Dead", "World", "Call", "Elden", "Poke", "Star", "Final",
-    "Street", "Tarkov", "Slots", "Music", "Art", "Chess", "Sports", "Retro", "Lost",
+    "Just Chatting",
+    "Grand Theft",
+    "League",
+    "Counter",
+    "Valor",
+    "Fort",
+    "Mine",
+    "Apex",
+    "Dota",
+    "Over",
+    "Rust",
+    "Dead",
+    "World",
+    "Call",
+    "Elden",
+    "Poke",
+    "Star",
+    "Final",
+    "Street",
+    "Tarkov",
+    "Slots",
+    "Music",
+    "Art",
+    "Chess",
+    "Sports",
+    "Retro",
+    "Lost",
 )
 _GAME_TAILS = (
-    "", " Legends", " Craft", " Strike", " Quest", " Tactics", " Online", " Arena",
-    " Kart", " Story", " Royale", " Simulator", " Party", " II", " III", " Remastered",
+    "",
+    " Legends",
+    " Craft",
+    " Strike",
+    " Quest",
+    " Tactics",
+    " Online",
+    " Arena",
+    " Kart",
+    " Story",
+    " Royale",
+    " Simulator",
+    " Party",
+    " II",
+    " III",
+    " Remastered",
 )
 _SYLLABLES = (
-    "ka", "zu", "mi", "ro", "ne", "ta", "lo", "vi", "xo", "pe", "dra", "kin", "sha",
-    "bo", "ly", "qu", "est", "ar", "ion", "fox", "wolf", "byte", "nova", "pix",
+    "ka",
+    "zu",
+    "mi",
+    "ro",
+    "ne",
+    "ta",
+    "lo",
+    "vi",
+    "xo",
+    "pe",
+    "dra",
+    "kin",
+    "sha",
+    "bo",
+    "ly",
+    "qu",
+    "est",
+    "ar",
+    "ion",
+    "fox",
+    "wolf",
+    "byte",
+    "nova",
+    "pix",
 )
 _TITLE_PARTS = (
-    "ranked grind", "chill stream", "first playthrough", "road to top 500",
-    "¡vamos!", "new setup 🎮", "チャレンジ中", "랭크 게임", "стрим", "İlk kez",
-    "speedrun attempts", "late night vibes ✨", "Science & Technology", "giveaway at 1k",
-    "drops enabled", "learning the game", "with viewers", "", ".",
+    "ranked grind",
+    "chill stream",
+    "first playthrough",
+    "road to top 500",
+    "¡vamos!",
+    "new setup 🎮",
+    "チャレンジ中",
+    "랭크 게임",
+    "стрим",
+    "İlk kez",
+    "speedrun attempts",
+    "late night vibes ✨",
+    "Science & Technology",
+    "giveaway at 1k",
+    "drops enabled",
+    "learning the game",
+    "with viewers",
+    "",
+    ".",
 )
 _TAGS = (
-    "English", "Español", "Chill", "Competitive", "FPS", "RPG", "Speedrun", "IRL",
-    "Català", "multilingüe", "Japanese", "Korean", "Retro", "Cozy", "Music",
+    "English",
+    "Español",
+    "Chill",
+    "Competitive",
+    "FPS",
+    "RPG",
+    "Speedrun",
+    "IRL",
+    "Català",
+    "multilingüe",
+    "Japanese",
+    "Korean",
+    "Retro",
+    "Cozy",
+    "Music",
 )
 
 
 def _mix(*keys: np.ndarray | int) -> np.ndarray:
     """A splitmix64-style hash of integer keys, as uint64; the source of all randomness."""
     with np.errstate(over="ignore"):
-        h = np.uint64(0x9E3779B97F4A7C15)
+        h: np.ndarray = np.asarray(np.uint64(0x9E3779B97F4A7C15))
         for key in keys:
             h = h ^ (np.asarray(key).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
             h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -125,7 +213,9 @@ class Population:
         # Heavy tail (Pareto, alpha about 1.08): most channels have a handful of viewers,
         # a fifth have none, the top one percent hold over half of all viewers.
         u = _uniform(seed, 4, channels)
-        self.channel_popularity = np.minimum(0.7 + 4.0 * ((1.0 - u) ** (-1 / 1.08) - 1.0), 300_000.0)
+        self.channel_popularity = np.minimum(
+            0.7 + 4.0 * ((1.0 - u) ** (-1 / 1.08) - 1.0), 300_000.0
+        )
         ranks = (_uniform(seed, 5, channels) ** 3 * len(self.games)).astype(np.int64)
         self.channel_game = np.minimum(ranks, len(self.games) - 1)
         weights = np.array([w for _, w in LANGUAGES])

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
@@ -60,6 +59,8 @@ class EmulatorConfig:
     restart_cursor_at_end: bool = False
     expire_token_after_requests: int = 0
     drop_connection_rate: float = 0.0
+    # Every streams request after this many answers 503 (0: never): a crawl failing mid-way.
+    fail_after_requests: int = 0
     # Serve these recorded pages (file names in the fixtures folder) instead of the
     # population: the first for a request without `after`, then each in turn.
     fixture_pages: tuple[str, ...] = ()
@@ -125,9 +126,7 @@ class Emulator:
         key = (self.config.seed, self.config.size, self.config.games, self.config.start)
         with self._lock:
             if self._population is None or self._population_key != key:
-                self._population = Population(
-                    seed=key[0], size=key[1], games=key[2], start=key[3]
-                )
+                self._population = Population(seed=key[0], size=key[1], games=key[2], start=key[3])
                 self._population_key = key
             return self._population
 
@@ -169,7 +168,10 @@ class Emulator:
             if form.get("client_secret") != self.config.client_secret:
                 return 403, {"status": 403, "message": "invalid client secret"}
             token = secrets.token_hex(15)
-            self.tokens[token] = (form["client_id"], time.time() + self.config.token_lifetime_seconds)
+            self.tokens[token] = (
+                form["client_id"],
+                time.time() + self.config.token_lifetime_seconds,
+            )
             self.tokens_issued += 1
             lifetime = self.config.token_lifetime_seconds
             return 200, {"access_token": token, "expires_in": lifetime, "token_type": "bearer"}
@@ -196,7 +198,11 @@ class Emulator:
         client_id = headers.get("client-id")
         authorization = headers.get("authorization", "")
         if not authorization.startswith("Bearer "):
-            return 401, {"error": "Unauthorized", "status": 401, "message": "OAuth token is missing"}
+            return 401, {
+                "error": "Unauthorized",
+                "status": 401,
+                "message": "OAuth token is missing",
+            }
         entry = self.tokens.get(authorization.removeprefix("Bearer ").strip())
         if entry is None or entry[1] < time.time():
             return 401, {"error": "Unauthorized", "status": 401, "message": "Invalid OAuth token"}
@@ -246,15 +252,26 @@ class Emulator:
             ):
                 # The token "expires" now: revoke it so that only a new one works.
                 self.tokens.pop(headers.get("authorization", "").removeprefix("Bearer "), None)
-                return 401, {}, {"error": "Unauthorized", "status": 401, "message": "Invalid OAuth token"}
+                return (
+                    401,
+                    {},
+                    {"error": "Unauthorized", "status": 401, "message": "Invalid OAuth token"},
+                )
             allowed, rate_headers = self._ratelimit()
             if not allowed or self._roll(1, config.too_many_requests_rate):
                 if allowed:
                     rate_headers["Ratelimit-Remaining"] = "0"
                 body = {"error": "Too Many Requests", "status": 429, "message": ""}
                 return 429, rate_headers, body
-            if self._roll(2, config.server_error_rate):
-                return 503, rate_headers, {"error": "Service Unavailable", "status": 503, "message": ""}
+            failing = (
+                config.fail_after_requests and self.streams_requests > config.fail_after_requests
+            )
+            if failing or self._roll(2, config.server_error_rate):
+                return (
+                    503,
+                    rate_headers,
+                    {"error": "Service Unavailable", "status": 503, "message": ""},
+                )
 
             try:
                 first = int(query.get("first", "20"))
@@ -281,7 +298,11 @@ class Emulator:
             live = self.truth(self.now)
 
             if self._roll(4, config.empty_page_rate) and offset < len(live):
-                return 200, rate_headers, {"data": [], "pagination": {"cursor": encode_cursor(offset)}}
+                return (
+                    200,
+                    rate_headers,
+                    {"data": [], "pagination": {"cursor": encode_cursor(offset)}},
+                )
             size = first
             if self._roll(5, config.short_page_rate):
                 size = max(1, first // 5)
@@ -332,10 +353,12 @@ class _Handler(BaseHTTPRequestHandler):
         # client's delayed ACK add 40 ms to every response.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("emulator_request_served", line=format % args)
 
-    def _send(self, status: int, body: bytes | dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         payload = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -383,7 +406,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, payload)
         elif path == "/_emulator/truth":
             query = self._query()
-            at = datetime.fromisoformat(query["at"].replace("Z", "+00:00")) if "at" in query else None
+            at = (
+                datetime.fromisoformat(query["at"].replace("Z", "+00:00"))
+                if "at" in query
+                else None
+            )
             live = emulator.truth(at)
             streams = [
                 {
@@ -440,7 +467,7 @@ class EmulatorServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = str(self.server_address[0]), int(self.server_address[1])
         return f"http://{host}:{port}"
 
     @property

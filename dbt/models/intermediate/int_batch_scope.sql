@@ -3,7 +3,7 @@
     - loaded: a snapshot of the batch; its rows are (re)loaded;
     - reweighted: the snapshot right after a loaded or removed one; its weight depends
       on its predecessor, so a late arrival changes it;
-    - removed: a snapshot time a replaced file no longer holds; its rows go away.
+    - removed: a snapshot time no file holds any more; its rows go away.
     Day-level models rebuild the days of these snapshots and nothing else.
 #}
 
@@ -23,28 +23,48 @@ pending_removals as (
 
 removed as (
 
-    select distinct snapshot_at
+    select distinct pending_removals.snapshot_at
     from pending_removals
-    where snapshot_at not in (select snapshot_at from snapshots)
+    left join snapshots
+        on pending_removals.snapshot_at = snapshots.snapshot_at
+    where snapshots.snapshot_at is null
+
+),
+
+loaded as (
+
+    select snapshot_at
+    from snapshots
+    where is_in_batch
 
 ),
 
 changed_points as (
 
-    select snapshot_at from snapshots where is_in_batch
+    select snapshot_at from loaded
     union all
     select snapshot_at from removed
 
 ),
 
-reweighted as (
+successors as (
 
     -- the first snapshot after each changed point
     select min(snapshots.snapshot_at) as snapshot_at
     from changed_points
     inner join snapshots
-        on snapshots.snapshot_at > changed_points.snapshot_at
+        on changed_points.snapshot_at < snapshots.snapshot_at
     group by changed_points.snapshot_at
+
+),
+
+reweighted as (
+
+    select distinct successors.snapshot_at
+    from successors
+    left join loaded
+        on successors.snapshot_at = loaded.snapshot_at
+    where loaded.snapshot_at is null
 
 ),
 
@@ -52,33 +72,31 @@ scope as (
 
     select
         snapshot_at,
-        'loaded' as change
-    from snapshots
-    where is_in_batch
+        'loaded' as change_type
+    from loaded
 
     union all
 
     select
         snapshot_at,
-        'reweighted' as change
+        'reweighted' as change_type
     from reweighted
-    where snapshot_at not in (select snapshot_at from snapshots where is_in_batch)
 
     union all
 
     select
         snapshot_at,
-        'removed' as change
+        'removed' as change_type
     from removed
 
 ),
 
 final as (
 
-    select distinct
+    select
         snapshot_at,
         cast(snapshot_at as date) as snapshot_date,
-        change
+        change_type
 
     from scope
 

@@ -22,7 +22,9 @@ timeline as (
 
     select
         snapshot_at,
-        max(case when status = 'processing' then 1 else 0 end) = 1 as is_in_batch
+        max(
+            case when status = 'processing' then 1 else 0 end
+        ) = 1 as is_in_batch
 
     from ledger
     group by snapshot_at
@@ -49,7 +51,9 @@ final as (
         case
             when previous_snapshot_at is null then {{ nominal_seconds }}
             else least(
-                {{ dbt.datediff('previous_snapshot_at', 'snapshot_at', 'second') }},
+                {{ dbt.datediff(
+                    'previous_snapshot_at', 'snapshot_at', 'second'
+                ) }},
                 {{ 2 * nominal_seconds }}
             )
         end as weight_seconds,

@@ -6,7 +6,7 @@
             delete from {{ this }}
             where snapshot_at in (
                 select snapshot_at from {{ ref('int_batch_scope') }}
-                where change = 'removed'
+                where change_type = 'removed'
             )
             {% endif %}"
         ],
@@ -65,25 +65,25 @@ loaded as (
 reweighted as (
 
     select
-        existing.snapshot_at,
-        existing.snapshot_date,
-        existing.stream_id,
-        existing.user_id,
-        existing.user_login,
-        existing.game_id,
-        existing.game_name,
-        existing.language,
-        existing.viewer_count,
-        existing.started_at,
+        previous_rows.snapshot_at,
+        previous_rows.snapshot_date,
+        previous_rows.stream_id,
+        previous_rows.user_id,
+        previous_rows.user_login,
+        previous_rows.game_id,
+        previous_rows.game_name,
+        previous_rows.language,
+        previous_rows.viewer_count,
+        previous_rows.started_at,
         snapshots.weight_seconds
 
-    from {{ this }} as existing
+    from {{ this }} as previous_rows
     inner join scope
         on
-            existing.snapshot_at = scope.snapshot_at
-            and scope.change = 'reweighted'
+            previous_rows.snapshot_at = scope.snapshot_at
+            and scope.change_type = 'reweighted'
     inner join snapshots
-        on existing.snapshot_at = snapshots.snapshot_at
+        on previous_rows.snapshot_at = snapshots.snapshot_at
 
 ),
 
@@ -93,8 +93,8 @@ unioned as (
 
     select * from loaded
     {% if is_incremental() %}
-        union all
-        select * from reweighted
+    union all
+    select * from reweighted
     {% endif %}
 
 ),
@@ -112,7 +112,8 @@ final as (
         language,
         viewer_count,
         started_at,
-        {{ dbt.datediff('started_at', 'snapshot_at', 'second') }} as uptime_seconds,
+        {{ dbt.datediff('started_at', 'snapshot_at', 'second') }}
+            as uptime_seconds,
         weight_seconds,
         viewer_count * weight_seconds as viewer_seconds
 

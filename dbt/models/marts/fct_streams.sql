@@ -1,7 +1,5 @@
 {{ config(unique_key='stream_date') }}
 
--- depends_on: {{ ref('int_batch_scope') }}
-
 {#
     Incremental by day: every day the batch touches is rebuilt whole from the grain
     fact, so a late or replaced snapshot gives the same rows as a fresh run.
@@ -9,13 +7,19 @@
 
 with
 
+batch_days as (
+
+    select distinct snapshot_date from {{ ref('int_batch_scope') }}
+
+),
+
 stream_snapshots as (
 
-    select * from {{ ref('fct_stream_snapshots') }}
+    select stream_snapshots.*
+    from {{ ref('fct_stream_snapshots') }} as stream_snapshots
     {% if is_incremental() %}
-        where snapshot_date in (
-            select snapshot_date from {{ ref('int_batch_scope') }}
-        )
+    inner join batch_days
+        on stream_snapshots.snapshot_date = batch_days.snapshot_date
     {% endif %}
 
 ),
@@ -26,7 +30,7 @@ aggregated as (
         snapshot_date as stream_date,
         user_id,
         game_id,
-        -- DuckDB-only: arg_max picks the value at the latest snapshot of the day.
+        -- DuckDB-only: arg_max picks the value at the day's latest snapshot.
         arg_max(user_login, snapshot_at) as user_login,
         arg_max(game_name, snapshot_at) as game_name,
         count(*) as snapshot_count,

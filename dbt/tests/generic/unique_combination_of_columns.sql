@@ -1,7 +1,7 @@
 {% test unique_combination_of_columns(model, combination_of_columns) %}
 
-{#- dbt_utils has this test, but packages come from the dbt hub, which this project
-    must not need at install time; it is small enough to own. -#}
+{#- dbt_utils has this test, but packages come from the dbt hub, which this
+    project must not need at install time; it is small enough to own. -#}
 with
 
 grouped as (
