@@ -35,6 +35,7 @@ def run_crawl(client: HelixClient, settings: Settings) -> CrawlResult | None:
     """One crawl with its logging, status file and healthcheck pings; never raises an error."""
     layout = settings.layout.ensure()
     structlog.contextvars.bind_contextvars(crawl_started_at=datetime.now(UTC).isoformat())
+    _record_start(settings)
     healthchecks.ping(settings.healthcheck_url, "start")
     try:
         result = crawl(client, layout)
@@ -62,12 +63,23 @@ def run_crawl(client: HelixClient, settings: Settings) -> CrawlResult | None:
     return result
 
 
+def _record_start(settings: Settings) -> None:
+    # The container health check tells a crawl still running (the first one at start, a
+    # long one) from a service that stopped crawling by this mark.
+    path = settings.layout.state / STATUS_FILE
+    status: dict[str, Any] = read_json(path) or {}
+    status["crawl_started_at"] = datetime.now(UTC).isoformat()
+    status["interval_minutes"] = settings.extract_every_minutes
+    write_json(path, status)
+
+
 def _record(
     settings: Settings, *, ok: bool, result: CrawlResult | None = None, error: str | None = None
 ) -> None:
     path = settings.layout.state / STATUS_FILE
     status: dict[str, Any] = read_json(path) or {}
     now = datetime.now(UTC).isoformat()
+    status.pop("crawl_started_at", None)
     status["last_attempt_at"] = now
     status["interval_minutes"] = settings.extract_every_minutes
     if ok and result is not None:

@@ -14,6 +14,15 @@ STATUS_FILE = "transformer.status.json"
 # The worker writes the status at least this often; compose calls it unhealthy after
 # three missed beats.
 HEARTBEAT_SECONDS = 10.0
+# While a backlog is worked through, the status is written after each batch instead.
+BACKLOG_BEAT_SECONDS = 900.0
+
+# What the extractor writes (extractor/service.py), read here for its health check.
+EXTRACTOR_STATUS_FILE = "extractor.status.json"
+# A crawl may overrun the interval by this much before the extractor counts as stuck.
+CRAWL_GRACE_SECONDS = 600.0
+# This many failed crawls in a row make the extractor unhealthy (Twitch down, credentials).
+MAX_FAILED_CRAWLS = 3
 
 
 def write_status(settings: Settings, **values: Any) -> None:
@@ -74,23 +83,51 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def health(settings: Settings, service: str) -> str | None:
-    """Why the service looks unhealthy, or None if it looks fine."""
+    """Why the service looks unhealthy, or None if it looks fine (container health checks)."""
     if service == "transformer":
-        status = read_status(settings)
-        if not status.get("updated_at"):
-            return "no status file yet"
-        if not status.get("running"):
-            return f"heartbeat is {status.get('heartbeat_age_seconds')} s old"
+        return _transformer_health(read_status(settings))
+    status = read_json(settings.layout.state / EXTRACTOR_STATUS_FILE)
+    return _extractor_health(status, settings.extract_every_minutes)
+
+
+def _transformer_health(status: dict[str, Any]) -> str | None:
+    if not status.get("updated_at"):
+        return "no status file yet (still starting?)"
+    age = float(status.get("heartbeat_age_seconds") or 0.0)
+    if age <= 3 * HEARTBEAT_SECONDS:
         return None
-    extractor = read_json(settings.layout.state / "extractor.status.json")
-    if extractor is None:
+    pending = int(status.get("pending") or 0)
+    if pending and age <= BACKLOG_BEAT_SECONDS:
+        return None  # working through a backlog: the worker beats only between batches
+    return f"heartbeat is {age:.0f} s old ({pending} files pending)"
+
+
+def _extractor_health(status: dict[str, Any] | None, every_minutes: float) -> str | None:
+    if not status:
+        return "no crawl started yet"
+    interval = float(status.get("interval_minutes") or every_minutes) * 60
+    failures = int(status.get("consecutive_failures") or 0)
+    if failures >= MAX_FAILED_CRAWLS:
+        return f"the last {failures} crawls failed: {status.get('last_error')}"
+
+    running = _seconds_since(status.get("crawl_started_at"))
+    if running is not None:
+        if running > interval + CRAWL_GRACE_SECONDS:
+            return f"a crawl has been running for {running:.0f} s"
+        return None  # a crawl is under way: the first one at start, or a long one
+
+    idle = _seconds_since(status.get("last_attempt_at"))
+    if idle is None:
         return "no crawl recorded yet"
-    attempted = datetime.fromisoformat(extractor["last_attempt_at"])
-    age = (datetime.now(UTC) - attempted).total_seconds()
-    allowed = 2 * settings.extract_every_minutes * 60 + 600
-    if age > allowed:
-        return f"last crawl attempt {age:.0f} s ago (more than {allowed:.0f} s)"
-    if extractor.get("consecutive_failures", 0) >= 3:
-        failures = extractor["consecutive_failures"]
-        return f"{failures} crawls failed in a row: {extractor.get('last_error')}"
+    if idle > interval + CRAWL_GRACE_SECONDS:
+        return f"no crawl for {idle:.0f} s, though one is due every {interval:.0f} s"
     return None
+
+
+def _seconds_since(moment: str | None) -> float | None:
+    if not moment:
+        return None
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(moment)).total_seconds()
+    except (TypeError, ValueError):
+        return None
