@@ -172,6 +172,14 @@ def test_env_example_holds_nothing_unused() -> None:
     assert not stale, f"in .env.example but read by nothing: {sorted(stale)}"
 
 
+def test_readme_configuration_table_lists_every_variable() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Configuration") : readme.index("## Operations")]
+
+    for name in files.env_example().documented:
+        assert f"`{name}`" in table, f"{name} is missing from the README's configuration table"
+
+
 def test_compose_interpolations_are_documented_for_plain_compose_users() -> None:
     example = files.env_example()
 

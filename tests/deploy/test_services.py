@@ -14,7 +14,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import wait_until, write_snapshot
+from tests.conftest import REPO, wait_until, write_snapshot
 from tests.deploy import files
 from tests.deploy.services import ServiceProcess, compose_env, healthcheck
 from twitch_bi.emulator import DEFAULT_CLIENT_SECRET, EmulatorServer
@@ -46,6 +46,14 @@ def snapshot_rows(data_dir: Path, snapshot_at: datetime) -> int:
         .fetchall()
     )
     return int(rows)
+
+
+def readme_query(data_dir: Path) -> str:
+    """The README's DuckDB example, pointed at `data_dir` and at every date."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    [sql] = re.findall(r"```sql\n(.*?)```", readme, flags=re.DOTALL)
+    sql = sql.replace("'data/reporting/", f"'{data_dir}/reporting/")
+    return re.sub(r"'\d{4}-\d{2}-\d{2}'", "'2000-01-01'", sql)
 
 
 def file_snapshot(path: Path) -> tuple[datetime, int]:
@@ -116,6 +124,9 @@ def test_services_run_as_compose_runs_them(
     wait_until(
         lambda: snapshot_rows(data_dir, HAND_DROPPED_AT) == file_snapshot(second)[1], timeout=60
     )
+
+    # A reader following the README finds the tables.
+    assert duckdb.connect().execute(readme_query(data_dir)).fetchall()
 
     # The containers' health checks pass while both work.
     for name in files.PIPELINE_SERVICES:
