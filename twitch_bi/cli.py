@@ -73,7 +73,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
     _logging("transformer", settings)
-    from transformer.requests import request_reprocess
+    from transformer.control import request_reprocess
 
     queued = request_reprocess(settings, files=args.files, since=args.since)
     print(f"queued {len(queued)} file(s) for reprocessing")

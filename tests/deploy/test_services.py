@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from tests.conftest import REPO, wait_until, write_snapshot
 from tests.deploy import files
-from tests.deploy.services import ServiceProcess, compose_env, healthcheck
+from tests.deploy.services import TWITCH_BI, ServiceProcess, compose_env, healthcheck
 from twitch_bi.emulator import DEFAULT_CLIENT_SECRET, EmulatorServer
 from twitch_bi.settings import Layout
 from twitch_bi.statefile import read_json
@@ -62,6 +63,19 @@ def file_snapshot(path: Path) -> tuple[datetime, int]:
     return table.column("snapshot_at")[0].as_py(), table.num_rows
 
 
+def exec_in(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`docker compose exec transformer twitch-bi ARGS`: a second process, same environment."""
+    return subprocess.run(
+        [TWITCH_BI, *args], env=env, capture_output=True, text=True, check=True, timeout=60
+    )
+
+
+def batch_led_by(process: ServiceProcess, name: str, after: int) -> bool:
+    """Whether a batch after the first `after` ones started with the file `name` (the
+    oldest snapshot of a batch goes first)."""
+    return any(e["first_file"] == name for e in process.events("batch_processed")[after:])
+
+
 def drop_by_hand(source: Path, landing: Path) -> Path:
     """Copy a file into landing/streams/ the way a person would: in place, not renamed in."""
     target = landing / source.name
@@ -91,7 +105,8 @@ def test_services_run_as_compose_runs_them(
     data_dir: Path,
     tmp_path: Path,
 ) -> None:
-    server = make_emulator(size=300)
+    # The emulator's clock moves 5 minutes a request: each crawl (3 pages) is a new snapshot.
+    server = make_emulator(size=300, drift_seconds_per_request=300)
     home = tmp_path / "home"
     home.mkdir()
     env = {
@@ -105,6 +120,7 @@ def test_services_run_as_compose_runs_them(
 
     # Crawls land, one file each, and the transformer turns each into reporting rows.
     landed = extractor.wait_for_event("snapshot_landed", count=2, timeout=60)
+    assert landed[0]["file"] != landed[1]["file"]
     for event in landed[:2]:
         snapshot_at, rows = file_snapshot(landing / event["file"])
         wait_until(lambda at=snapshot_at, n=rows: snapshot_rows(data_dir, at) == n, timeout=90)
@@ -125,6 +141,19 @@ def test_services_run_as_compose_runs_them(
         lambda: snapshot_rows(data_dir, HAND_DROPPED_AT) == file_snapshot(second)[1], timeout=60
     )
 
+    # make status, reprocess and rebuild, beside the running transformer.
+    status = json.loads(exec_in(env["transformer"], "status", "--json").stdout)
+    assert status["running"]
+    assert status["processed"] >= 3
+    done = len(transformer.events("batch_processed"))
+    exec_in(env["transformer"], "reprocess", second.name)
+    wait_until(lambda: batch_led_by(transformer, second.name, after=done), timeout=60)
+    done = len(transformer.events("batch_processed"))
+    exec_in(env["transformer"], "rebuild")
+    transformer.wait_for_event("warehouse_reset")
+    wait_until(lambda: batch_led_by(transformer, second.name, after=done), timeout=60)
+    assert snapshot_rows(data_dir, HAND_DROPPED_AT) == file_snapshot(second)[1]
+
     # A reader following the README finds the tables.
     assert duckdb.connect().execute(readme_query(data_dir)).fetchall()
 
@@ -141,6 +170,7 @@ def test_services_run_as_compose_runs_them(
     records = assert_log_contract(extractor) + assert_log_contract(transformer)
     events = {record["event"] for record in records}
     assert {"snapshot_landed", "batch_processed", "extractor_stopped"} <= events
+    assert {"reprocess_requested", "rebuild_requested", "transformer_stopped"} <= events
     assert DEFAULT_CLIENT_SECRET not in extractor.stdout() + transformer.stdout()
     # Nothing outside DATA_DIR: the image's /app is read-only and its HOME a tmpfs.
     assert not any(extractor.workdir.iterdir())
