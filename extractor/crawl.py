@@ -29,6 +29,8 @@ class CrawlResult:
     duplicates_removed: int
     duration_ms: int
     stop_reason: str
+    retries: int = 0
+    rate_limit_waits: int = 0
 
 
 def make_client(settings: Settings, helix: HelixSettings | None = None) -> HelixClient:
@@ -52,38 +54,53 @@ def make_client(settings: Settings, helix: HelixSettings | None = None) -> Helix
         client_id=settings.client_id,
         client_secret=settings.client_secret,
         token_url=settings.token_url,
-        settings=helix or HelixSettings(),
+        settings=helix or HelixSettings.from_env(),
     )
 
 
 def crawl(client: HelixClient, layout: Layout) -> CrawlResult:
-    """Crawl every page and land the snapshot; raise (landing nothing) if the crawl fails."""
+    """Crawl every page and land the snapshot; raise (landing nothing) if the crawl fails.
+
+    A crawl that stops at `max_pages` fails too: a listing that long is a cursor going
+    round in circles, and a file cut off at an arbitrary page would pass for a whole one.
+    """
     remove_partials(layout.landing_tmp)
     started = datetime.now(UTC)
     clock = time.monotonic()
+    retries_before = client.retries
+    waits_before = client.rate_limiter.waits
     buffer = SnapshotBuffer()
     snapshot_at: datetime | None = None
     from_emulator = False
 
     client.validate_if_due()
-    pages = 0
     for page in client.pages():
-        pages = page.number
         if snapshot_at is None:
             # Name the snapshot after the server's clock when it tells us: a VPS clock can
             # drift, and the emulator's clock is simulated.
             snapshot_at = (page.server_time or started).replace(microsecond=0)
             from_emulator = page.from_emulator
-        buffer.add(page.streams)
+        try:
+            buffer.add(page.streams)
+        except (TypeError, ValueError, AttributeError) as error:
+            raise HelixError(
+                f"page {page.number} of GET /streams is not a list of streams: {error}"
+            ) from None
         log.debug("page_fetched", page=page.number, streams=len(page.streams))
 
+    pages = client.paginator.pages
     stop_reason = client.stop_reason
     if stop_reason == "max_pages":
         raise HelixError(
-            f"the listing did not end within {client.settings.max_pages} pages; nothing landed"
+            f"the listing did not end within {client.settings.max_pages} pages "
+            "(EXTRACT_MAX_PAGES); nothing landed"
         )
     if buffer.rows == 0 or snapshot_at is None:
         raise HelixError("Helix returned no live streams; nothing landed")
+    try:
+        table = buffer.to_table(snapshot_at)
+    except (TypeError, ValueError) as error:
+        raise HelixError(f"the streams do not fit the snapshot contract: {error}") from None
 
     ended = datetime.now(UTC)
     duration_ms = int((time.monotonic() - clock) * 1000)
@@ -98,7 +115,6 @@ def crawl(client: HelixClient, layout: Layout) -> CrawlResult:
         extractor_version=__version__,
         stop_reason=stop_reason,
     )
-    table = buffer.to_table(snapshot_at)
     path = land_snapshot(
         table,
         metadata,
@@ -114,4 +130,6 @@ def crawl(client: HelixClient, layout: Layout) -> CrawlResult:
         duplicates_removed=buffer.duplicates_removed,
         duration_ms=duration_ms,
         stop_reason=stop_reason,
+        retries=client.retries - retries_before,
+        rate_limit_waits=client.rate_limiter.waits - waits_before,
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
+import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,8 +19,10 @@ from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
 from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
+from tenacity import RetryCallState
 
 from twitch_bi.logs import register_secret
+from twitch_bi.settings import SettingsError
 
 log = structlog.get_logger(__name__)
 
@@ -37,14 +39,34 @@ class CredentialsError(HelixError):
     """Twitch refused the app credentials."""
 
 
+class MalformedResponse(requests.RequestException):
+    """A 200 whose body is not JSON (a proxy's error page, a cut-off body): worth a retry."""
+
+
+class _Unauthorized(requests.HTTPError):
+    """A first 401: the token was fetched again and the request is to be sent once more."""
+
+
+# The environment variables that tune a crawl, and the HelixSettings field each sets.
+ENVIRONMENT = {
+    "EXTRACT_MAX_PAGES": "max_pages",
+    "EXTRACT_MAX_ATTEMPTS": "max_attempts",
+    "EXTRACT_BACKOFF_SECONDS": "backoff_factor",
+    "EXTRACT_TIMEOUT_SECONDS": "read_timeout",
+}
+
+
 @dataclass(frozen=True)
 class HelixSettings:
     """How hard to try and when to give up."""
 
     page_size: int = PAGE_SIZE
-    max_pages: int = 3000  # 300,000 streams: twice Twitch's busiest hour
+    # 300,000 streams: twice Twitch's busiest hour. A listing that goes on longer is a
+    # cursor going round in circles, so the crawl fails rather than land a loop's output.
+    max_pages: int = 3000
+    # Attempts per request, shared by 5xx, 429, resets, timeouts and `400 invalid cursor`.
     max_attempts: int = 6
-    backoff_factor: float = 0.5
+    backoff_factor: float = 0.5  # seconds before the first retry, doubling after each
     max_retry_delay: float = 65.0  # a Helix bucket refills within a minute
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
@@ -52,7 +74,29 @@ class HelixSettings:
     # count is the listing starting over (Twitch does this without repeating a cursor).
     restart_factor: float = 4.0
     restart_margin: int = 50
+    # Empty pages that still carry a cursor are followed this many times in a row before
+    # they are taken as the end of the listing (Twitch ends some listings that way).
+    empty_page_retries: int = 2
     validate_every_seconds: float = 3600.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> HelixSettings:
+        """The defaults, changed by any `EXTRACT_*` variable that is set."""
+        types = {spec.name: spec.type for spec in fields(cls)}
+        changes: dict[str, Any] = {}
+        for variable, name in ENVIRONMENT.items():
+            raw = environ.get(variable, "").strip()
+            if not raw:
+                continue
+            kind = int if types[name] in (int, "int") else float
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise SettingsError(f"{variable} must be a number, got {raw!r}") from None
+            if value <= 0:
+                raise SettingsError(f"{variable} must be greater than 0, got {raw!r}")
+            changes[name] = value
+        return cls(**changes)
 
 
 def validate_url(token_url: str) -> str:
@@ -65,13 +109,12 @@ class HelixAppAuth(OAuth2ClientCredentials):
     """Client-credentials app token, sent with the `Client-Id` Helix wants on every request.
 
     The token is fetched once and reused by every crawl of a process. On a 401 the token is
-    fetched again and the request retried once (`retry_unauthorized`); a second 401 means
+    fetched again and the request sent once more; a second 401 for the same request means
     the credentials themselves are refused.
     """
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.last_validated: float = 0.0
         self.token_fetches = 0
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -93,6 +136,8 @@ class HelixAppAuth(OAuth2ClientCredentials):
             raise HelixError(f"token request failed: {status} {message}") from None
         except requests.RequestException as error:
             raise HelixError(f"token request failed: {type(error).__name__}") from None
+        except ValueError:
+            raise HelixError("token request failed: the answer is not JSON") from None
         register_secret(str(self.access_token))
         self.token_fetches += 1
         log.debug("token_obtained", expires_at=self.token_expiry.isoformat())
@@ -100,39 +145,24 @@ class HelixAppAuth(OAuth2ClientCredentials):
     def forget_token(self) -> None:
         self.access_token = None
 
-    def validate(self, validate_endpoint: str, timeout: float) -> bool:
-        """Ask Twitch whether the token still holds (Twitch asks apps to do so hourly)."""
-        if self.access_token is None:
-            self.obtain_token()
-        response = self.session.get(
-            validate_endpoint,
-            headers={"Authorization": f"OAuth {self.access_token}"},
-            timeout=timeout,
-        )
-        self.last_validated = time.monotonic()
-        if response.status_code == 401:
-            log.warning("token_invalidated", reason=_helix_message(response))
-            self.forget_token()
-            return False
-        response.raise_for_status()
-        return True
+    def refresh_on_unauthorized(
+        self, response: requests.Response, **_kwargs: Any
+    ) -> requests.Response:
+        """Response hook: on a request's first 401, fetch a new token and put it on the request.
 
-    def retry_unauthorized(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        """Response hook: on a first 401, fetch a new token and send the request again."""
-        if response.status_code != 401 or getattr(response.request, "_helix_retried", False):
+        The retrying session then sends the same request again (see `_should_retry`).
+        """
+        if response.status_code != 401:
             return response
-        log.warning("token_refused", status=401, reason=_helix_message(response))
-        self.forget_token()
-        self.obtain_token()
-        retry = response.request.copy()
-        retry.headers["Authorization"] = f"Bearer {self.access_token}"
-        retry._helix_retried = True  # type: ignore[attr-defined]
-        response.close()
-        assert response.connection is not None
-        again: requests.Response = response.connection.send(retry, **kwargs)
-        again.history.append(response)
-        again.request = retry
-        return again
+        request = response.request
+        refusals = getattr(request, "_helix_401s", 0) + 1
+        request._helix_401s = refusals  # type: ignore[attr-defined]
+        if refusals == 1:
+            log.warning("token_refused", status=401, reason=_helix_message(response))
+            self.forget_token()
+            self.obtain_token()
+            request.headers["Authorization"] = f"Bearer {self.access_token}"
+        return response
 
 
 def _helix_message(response: requests.Response | None) -> str:
@@ -148,33 +178,47 @@ def _helix_message(response: requests.Response | None) -> str:
 
 
 class RateLimiter:
-    """Follows Helix's `Ratelimit-*` headers: waits for the reset instead of being refused."""
+    """Follows Helix's `Ratelimit-*` headers: waits for the reset instead of being refused.
 
-    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
+    Helix says how many points the bucket holds (`Ratelimit-Limit`), how many are left, and
+    when it is full again (`Ratelimit-Reset`, epoch seconds); nothing here assumes a size.
+    """
+
+    def __init__(self, max_wait: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.max_wait = max_wait
         self.sleep = sleep
-        self.waited_seconds = 0.0
         self.limit: int | None = None
+        self.waits = 0
+        self.waited_seconds = 0.0
+        self.refusals = 0
 
     def hook(self, response: requests.Response, **_kwargs: Any) -> requests.Response:
-        remaining = response.headers.get("Ratelimit-Remaining")
-        reset = response.headers.get("Ratelimit-Reset")
-        if response.headers.get("Ratelimit-Limit", "").isdigit():
-            self.limit = int(response.headers["Ratelimit-Limit"])
-        if reset is None or not reset.isdigit():
+        headers = response.headers
+        if headers.get("Ratelimit-Limit", "").isdigit():
+            self.limit = int(headers["Ratelimit-Limit"])
+        reset = headers.get("Ratelimit-Reset", "")
+        if not reset.isdigit():
             return response
-        wait = max(0.0, int(reset) - time.time())
         if response.status_code == 429:
-            # dlt's retry understands Retry-After; Helix says when the bucket refills instead.
-            response.headers.setdefault("Retry-After", str(max(1, round(wait))))
-            log.warning("rate_limited", wait_s=round(wait, 1), limit=self.limit)
-        elif remaining == "0" and wait > 0:
-            log.info("rate_limit_wait", wait_s=round(wait, 1), limit=self.limit)
-            self.waited_seconds += wait
-            self.sleep(wait)
+            # dlt's retry waits as long as Retry-After says; Helix says when the bucket is
+            # full instead. An HTTP date keeps the wait exact (Retry-After seconds are whole).
+            self.refusals += 1
+            headers.setdefault("Retry-After", formatdate(int(reset), usegmt=True))
+            log.warning("rate_limited", reset_in_s=round(int(reset) - time.time(), 2))
+        elif headers.get("Ratelimit-Remaining") == "0":
+            wait = min(max(0.0, int(reset) - time.time()), self.max_wait)
+            if wait > 0:
+                log.debug("rate_limit_waited", wait_s=round(wait, 2), limit=self.limit)
+                self.waits += 1
+                self.waited_seconds += wait
+                self.sleep(wait)
         return response
 
 
-def _is_invalid_cursor(response: requests.Response | None, _error: BaseException | None) -> bool:
+def _should_retry(response: requests.Response | None, error: BaseException | None) -> bool:
+    """What dlt's retrying session retries besides 429, 5xx, resets and timeouts."""
+    if isinstance(error, _Unauthorized | MalformedResponse):
+        return True
     # Helix answers 400 for a cursor it no longer accepts; it often works on a retry.
     return (
         response is not None
@@ -185,34 +229,50 @@ def _is_invalid_cursor(response: requests.Response | None, _error: BaseException
 
 def _check_response(response: requests.Response, **_kwargs: Any) -> requests.Response:
     """Last response hook: raise on errors, and decode a good page's JSON once."""
+    path = urlsplit(response.url).path
     if response.status_code == 401:
+        if getattr(response.request, "_helix_401s", 0) <= 1:
+            raise _Unauthorized(f"401 for GET {path}; a new token was fetched", response=response)
         raise CredentialsError(
-            "Twitch refused the app credentials (TWITCH_CLIENT_ID, TWITCH_CLIENT_SECRET) "
-            f"twice: {_helix_message(response)}"
+            "Twitch refused the app credentials (TWITCH_CLIENT_ID, TWITCH_CLIENT_SECRET): "
+            f"401 {_helix_message(response)} for GET {path} with a token fetched just before"
         )
     if response.status_code >= 400:
         message = _helix_message(response)
         raise requests.HTTPError(
-            f"{response.status_code} {message} for GET {urlsplit(response.url).path}",
+            f"{response.status_code} {message} for GET {path}".replace("  ", " "),
             response=response,
         )
     # dlt's REST client and its cursor paginator each call `response.json()`; decoding a
     # 100-stream page twice was a fifth of a 100,000-stream crawl, so decode it once.
-    body = orjson.loads(response.content)
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise MalformedResponse(
+            f"{response.status_code} for GET {path} is not JSON", response=response
+        ) from None
+    if not isinstance(body, dict):
+        raise MalformedResponse(f"200 for GET {path} is not a JSON object", response=response)
     response.json = lambda **_: body  # type: ignore[method-assign]
     return response
 
 
 class HelixCursorPaginator(JSONResponseCursorPaginator):
-    """Helix's `pagination.cursor` → `after`, with the ways a listing can fail to end."""
+    """Helix's `pagination.cursor` → `after`, with the ways a listing can fail to end.
+
+    The listing ends when the pagination object is empty. It also ends, safely, on empty
+    pages that keep coming, on a cursor already followed in this crawl, and on a page that
+    starts over at the top (its page is dropped). Past `max_pages` the crawl is refused.
+    """
 
     def __init__(self, settings: HelixSettings) -> None:
         super().__init__(cursor_path="pagination.cursor", cursor_param="after")
         self.settings = settings
         self.pages = 0
         self.seen_cursors: set[str] = set()
-        self.stop_reason = "end_of_listing"
+        self.stop_reason: str | None = None
         self.last_page_min_viewers: int | None = None
+        self.empty_in_a_row = 0
         self.discard_page = False
 
     def update_state(self, response: requests.Response, data: list[Any] | None = None) -> None:
@@ -221,21 +281,39 @@ class HelixCursorPaginator(JSONResponseCursorPaginator):
         self.discard_page = False
         cursor = self._next_reference
         page = data or []
-        viewers = [row.get("viewer_count") or 0 for row in page if isinstance(row, dict)]
 
         if not page:
-            self._stop("empty_page")
-        elif self._restarted(viewers):
+            # An empty page with a cursor is followed: mid-listing it is a hiccup, and the
+            # cursor it repeats is the one just asked for. Several in a row end the listing.
+            self.empty_in_a_row += 1
+            if cursor is None:
+                self._stop("end_of_listing")
+            elif self.empty_in_a_row > self.settings.empty_page_retries:
+                self._stop("empty_page")
+            elif self.pages >= self.settings.max_pages:
+                self._stop("max_pages")
+            return
+
+        self.empty_in_a_row = 0
+        viewers = [
+            row["viewer_count"]
+            for row in page
+            if isinstance(row, dict) and isinstance(row.get("viewer_count"), int)
+        ]
+        if self._restarted(viewers):
             self.discard_page = True
             self._stop("listing_restarted")
-        elif cursor is not None and cursor in self.seen_cursors:
-            self._stop("repeated_cursor")
-        elif cursor is not None and self.pages >= self.settings.max_pages:
-            self._stop("max_pages")
-        if cursor is not None:
-            self.seen_cursors.add(cursor)
+            return
         if viewers:
             self.last_page_min_viewers = min(viewers)
+        if cursor is None:
+            self._stop("end_of_listing")
+        elif cursor in self.seen_cursors:
+            self._stop("repeated_cursor")
+        elif self.pages >= self.settings.max_pages:
+            self._stop("max_pages")
+        else:
+            self.seen_cursors.add(cursor)
 
     def _restarted(self, viewers: list[int]) -> bool:
         previous = self.last_page_min_viewers
@@ -244,10 +322,7 @@ class HelixCursorPaginator(JSONResponseCursorPaginator):
         return viewers[0] > previous * self.settings.restart_factor + self.settings.restart_margin
 
     def _stop(self, reason: str) -> None:
-        if self._next_reference is not None or reason != "empty_page":
-            self.stop_reason = reason
-        else:
-            self.stop_reason = "end_of_listing"
+        self.stop_reason = reason
         self._next_reference = None
 
 
@@ -271,6 +346,7 @@ class HelixClient:
     token_url: str
     settings: HelixSettings = field(default_factory=HelixSettings)
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         register_secret(self.client_secret)
@@ -280,25 +356,79 @@ class HelixClient:
             request_max_attempts=self.settings.max_attempts,
             request_backoff_factor=self.settings.backoff_factor,
             request_max_retry_delay=self.settings.max_retry_delay,
-            retry_condition=_is_invalid_cursor,
+            retry_condition=_should_retry,
             respect_retry_after_header=True,
         ).session
+        # dlt's Client wraps `send` with tenacity but takes no callback; its Retrying object
+        # is on the wrapper, and copies of it (one per request) keep what is set here.
+        session.send.retry.before_sleep = self._log_retry  # type: ignore[attr-defined]
         self.auth = HelixAppAuth(
             access_token_url=self.token_url,
             client_id=self.client_id,
             client_secret=self.client_secret,
             session=session,
         )
-        self.rate_limiter = RateLimiter(self.sleep)
+        self.session = session
+        self.rate_limiter = RateLimiter(self.settings.max_retry_delay, self.sleep)
         self.rest = RESTClient(base_url=self.api_base_url, auth=self.auth, session=session)
-        self._lock = threading.Lock()
+        self.retries = 0
+        self.last_validated: float | None = None
+        self.paginator = HelixCursorPaginator(self.settings)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        self.retries += 1
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        reason: str
+        if isinstance(error, requests.HTTPError) and error.response is not None:
+            reason = str(error.response.status_code)
+        elif error is not None:
+            reason = type(error).__name__
+        else:
+            reason = "unknown"
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.warning(
+            "request_retried", reason=reason, attempt=state.attempt_number, wait_s=round(wait, 2)
+        )
+
+    def check_credentials(self) -> None:
+        """Fetch a token now (raising CredentialsError if Twitch refuses) and validate it."""
+        if self.auth.access_token is None:
+            self.auth.obtain_token()
+        self.validate()
+
+    def validate(self) -> bool:
+        """Ask Twitch whether the token still holds, as Twitch asks apps to do hourly.
+
+        A token Twitch no longer knows is dropped, so the next request fetches a new one; a
+        validation that cannot be done (5xx, timeout) is a warning and nothing more.
+        """
+        if self.auth.access_token is None:
+            self.auth.obtain_token()
+        self.last_validated = self.clock()
+        try:
+            response = self.session.get(
+                validate_url(self.token_url),
+                headers={"Authorization": f"OAuth {self.auth.access_token}"},
+            )
+        except requests.RequestException as error:
+            log.warning("token_validation_failed", error=type(error).__name__)
+            return False
+        if response.status_code == 401:
+            log.warning("token_invalidated", reason=_helix_message(response))
+            self.auth.forget_token()
+            return False
+        if response.status_code != 200:
+            log.warning("token_validation_failed", status=response.status_code)
+            return False
+        log.debug("token_validated")
+        return True
 
     def validate_if_due(self) -> None:
         """Validate the token at start and then about hourly."""
-        due = time.monotonic() - self.auth.last_validated >= self.settings.validate_every_seconds
-        if self.auth.last_validated == 0.0 or due:
-            self.auth.validate(validate_url(self.token_url), self.settings.read_timeout)
-            log.debug("token_validated")
+        last = self.last_validated
+        if last is None or self.clock() - last >= self.settings.validate_every_seconds:
+            self.validate()
 
     def pages(self) -> Iterator[Page]:
         """Every page of `GET /streams`, following the cursor until the listing ends."""
@@ -307,7 +437,7 @@ class HelixClient:
         hooks: dict[str, Any] = {
             "response": [
                 self.rate_limiter.hook,
-                self.auth.retry_unauthorized,
+                self.auth.refresh_on_unauthorized,
                 _check_response,
             ]
         }
@@ -341,7 +471,7 @@ class HelixClient:
 
     @property
     def stop_reason(self) -> str:
-        return self.paginator.stop_reason
+        return self.paginator.stop_reason or "unfinished"
 
 
 def _server_time(response: requests.Response) -> datetime | None:

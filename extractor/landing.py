@@ -31,14 +31,17 @@ class SnapshotBuffer:
 
     def __init__(self) -> None:
         self._batches: list[pa.RecordBatch] = []
-        self._seen: set[Any] = set()
+        self._seen: set[str] = set()
         self.rows = 0
         self.duplicates_removed = 0
 
     def add(self, streams: list[dict[str, Any]]) -> None:
+        """Add one page; a stream whose id was seen before in this crawl is counted and dropped."""
         fresh = []
         for stream in streams:
             stream_id = stream.get("id")
+            if not isinstance(stream_id, str) or not stream_id:
+                raise ValueError(f"a stream has no string id: {str(stream)[:200]}")
             if stream_id in self._seen:
                 self.duplicates_removed += 1
                 continue

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import signal
 import time
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-import requests
 import schedule
 import structlog
 
 from extractor.crawl import CrawlResult, crawl, make_client
-from extractor.helix import HelixClient, HelixError
+from extractor.helix import CredentialsError, HelixClient, HelixError
 from twitch_bi import healthchecks
 from twitch_bi.logs import redact
-from twitch_bi.settings import Settings
+from twitch_bi.settings import Settings, SettingsError
 from twitch_bi.statefile import read_json, write_json
 
 log = structlog.get_logger(__name__)
@@ -26,24 +27,49 @@ STATUS_FILE = "extractor.status.json"
 class Shutdown(BaseException):
     """SIGTERM or SIGINT: stop now. A BaseException so that no `except Exception` eats it."""
 
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
 
 def _raise_shutdown(signum: int, _frame: FrameType | None) -> None:
-    raise Shutdown(signal.Signals(signum).name)
+    raise Shutdown(signum)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into `Shutdown` in the main thread, wherever it is waiting.
+
+    A crawl blocked on a socket or in a backoff sleep is interrupted at once: Python runs
+    the handler when the system call returns EINTR (PEP 475), and the exception unwinds the
+    crawl, which removes its partial file on the way out.
+    """
+    previous = {sig: signal.signal(sig, _raise_shutdown) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_crawl(client: HelixClient, settings: Settings) -> CrawlResult | None:
     """One crawl with its logging, status file and healthcheck pings; never raises an error."""
-    layout = settings.layout.ensure()
     structlog.contextvars.bind_contextvars(crawl_started_at=datetime.now(UTC).isoformat())
-    _record_start(settings)
     healthchecks.ping(settings.healthcheck_url, "start")
     try:
+        layout = settings.layout.ensure()
+        _record_start(settings)
         result = crawl(client, layout)
-    except (HelixError, requests.RequestException, OSError, ValueError) as error:
-        reason = redact(f"{type(error).__name__}: {error}")
+    except HelixError as error:
+        reason = redact(str(error))
         log.error("crawl_failed", error=reason)
-        _record(settings, ok=False, error=reason)
-        healthchecks.ping(settings.healthcheck_url, "fail", reason)
+        _failed(settings, reason)
+        return None
+    except Exception as error:
+        # Not a failure Helix is known for: keep the traceback, and keep the service going.
+        reason = redact(f"{type(error).__name__}: {error}")
+        log.exception("crawl_failed", error=reason)
+        _failed(settings, reason)
         return None
     finally:
         structlog.contextvars.unbind_contextvars("crawl_started_at")
@@ -56,9 +82,17 @@ def run_crawl(client: HelixClient, settings: Settings) -> CrawlResult | None:
         duplicates_removed=result.duplicates_removed,
         duration_ms=result.duration_ms,
         stop_reason=result.stop_reason,
+        retries=result.retries,
+        rate_limit_waits=result.rate_limit_waits,
     )
-    _record(settings, ok=True, result=result)
-    summary = f"rows={result.rows} pages={result.pages} duration_ms={result.duration_ms}"
+    try:
+        _record(settings, ok=True, result=result)
+    except OSError as error:
+        log.warning("status_not_written", error=redact(str(error)))
+    summary = (
+        f"rows={result.rows} pages={result.pages} duration_ms={result.duration_ms} "
+        f"duplicates_removed={result.duplicates_removed} file={result.path.name}"
+    )
     healthchecks.ping(settings.healthcheck_url, "", summary)
     return result
 
@@ -71,6 +105,14 @@ def _record_start(settings: Settings) -> None:
     status["crawl_started_at"] = datetime.now(UTC).isoformat()
     status["interval_minutes"] = settings.extract_every_minutes
     write_json(path, status)
+
+
+def _failed(settings: Settings, reason: str) -> None:
+    try:
+        _record(settings, ok=False, error=reason)
+    except OSError as error:
+        log.warning("status_not_written", error=redact(str(error)))
+    healthchecks.ping(settings.healthcheck_url, "fail", reason)
 
 
 def _record(
@@ -98,46 +140,88 @@ def _record(
     write_json(path, status)
 
 
+def _check_credentials(client: HelixClient, settings: Settings) -> None:
+    """Refused credentials end the command with one line; an unreachable Twitch does not."""
+    try:
+        client.check_credentials()
+    except CredentialsError as error:
+        healthchecks.ping(settings.healthcheck_url, "fail", str(error))
+        raise SettingsError(str(error)) from None
+    except HelixError as error:
+        # Twitch may be down just now; the crawl tries again and reports the failure.
+        log.warning("credentials_not_checked", error=redact(str(error)))
+
+
 def run_extract(settings: Settings) -> int:
     """`twitch-bi extract`: one crawl; exit 0 if a file landed, 1 if not."""
     client = make_client(settings)
-    previous = signal.signal(signal.SIGTERM, _raise_shutdown)
-    try:
-        return 0 if run_crawl(client, settings) is not None else 1
-    except Shutdown as stop:
-        log.warning("crawl_interrupted", signal=str(stop))
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with _stop_on_signals():
+        try:
+            _check_credentials(client, settings)
+            return 0 if run_crawl(client, settings) is not None else 1
+        except Shutdown as stop:
+            log.warning("crawl_interrupted", signal=str(stop))
+            return 128 + stop.signum
 
 
 def run_schedule(settings: Settings) -> int:
-    """`twitch-bi schedule`: a crawl at start, then one every EXTRACT_EVERY_MINUTES."""
-    client = make_client(settings)
-    interval = settings.extract_every_minutes
-    scheduler = schedule.Scheduler()
+    """`twitch-bi schedule`: a crawl at start, then one every EXTRACT_EVERY_MINUTES.
 
-    def job() -> None:
+    Crawls run in this one thread, so they never overlap. The interval counts from the
+    start of one crawl to the start of the next, so snapshots stay evenly spaced; a crawl
+    that takes longer delays the next one, which then starts as soon as it ends.
+    """
+    client = make_client(settings)
+    interval = timedelta(minutes=settings.extract_every_minutes)
+    last_start = datetime.now()
+    crawling = False
+
+    def crawl_job() -> None:
+        nonlocal last_start, crawling
+        last_start = datetime.now()
         started = time.monotonic()
-        run_crawl(client, settings)
+        crawling = True
+        try:
+            run_crawl(client, settings)
+        except Exception as error:
+            # run_crawl reports its own failures; this is the last guard of the service.
+            log.exception("crawl_failed", error=redact(f"{type(error).__name__}: {error}"))
+        crawling = False
         took = time.monotonic() - started
-        if took > interval * 60:
-            # `schedule` runs jobs in this thread, so crawls never overlap; a long one
-            # only pushes the next one back.
+        if took > interval.total_seconds():
             log.warning(
-                "crawl_overran_interval", duration_s=round(took, 1), interval_minutes=interval
+                "crawl_overran_interval",
+                duration_s=round(took, 1),
+                interval_minutes=settings.extract_every_minutes,
             )
 
-    scheduler.every(max(1, round(interval * 60))).seconds.do(job)
-    signal.signal(signal.SIGTERM, _raise_shutdown)
-    signal.signal(signal.SIGINT, _raise_shutdown)
-    log.info("extractor_started", interval_minutes=interval, api=settings.api_base_url)
-    try:
-        scheduler.run_all()
-        while True:
-            idle = scheduler.idle_seconds
-            time.sleep(min(max(idle or 0.0, 0.0), 1.0))
-            scheduler.run_pending()
-    except Shutdown as stop:
-        log.info("extractor_stopped", signal=str(stop))
-        return 0
+    def validate_job() -> None:
+        try:
+            client.validate_if_due()
+        except HelixError as error:
+            log.warning("token_validation_failed", error=redact(str(error)))
+
+    scheduler = schedule.Scheduler()
+    crawls = scheduler.every(max(1, round(interval.total_seconds()))).seconds.do(crawl_job)
+    scheduler.every(max(1, round(client.settings.validate_every_seconds))).seconds.do(validate_job)
+
+    with _stop_on_signals():
+        try:
+            _check_credentials(client, settings)
+            log.info(
+                "extractor_started",
+                interval_minutes=settings.extract_every_minutes,
+                api=settings.api_base_url,
+            )
+            crawls.run()
+            while True:
+                # `schedule` counts the interval from the end of a run; count it from the start.
+                crawls.next_run = max(last_start + interval, datetime.now())
+                idle = scheduler.idle_seconds or 0.0
+                time.sleep(min(max(idle, 0.0), 1.0))
+                scheduler.run_pending()
+        except Shutdown as stop:
+            if crawling:
+                log.warning("crawl_interrupted", signal=str(stop))
+            log.info("extractor_stopped", signal=str(stop))
+            return 0

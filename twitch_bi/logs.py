@@ -7,8 +7,10 @@ import sys
 import threading
 from collections.abc import Iterable, MutableMapping
 from typing import Any
+from urllib.parse import quote, quote_plus, urlsplit
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -20,10 +22,23 @@ _CHATTY = ("dlt", "urllib3", "watchdog", "filelock", "fsspec", "asyncio")
 
 
 def register_secret(value: str | None) -> None:
-    """Redact this value wherever it would appear in a log line from now on."""
-    if value and len(value) >= 4:
-        with _secrets_lock:
-            _secrets.add(value)
+    """Redact this value wherever it would appear in a log line from now on.
+
+    Also the forms it takes on the way out: URL-encoded (a form body), and for a URL
+    (a healthcheck ping URL) without its trailing slash and its path alone, which is the
+    part that works as a key and what an HTTP error message quotes.
+    """
+    if not value or len(value) < 4:
+        return
+    forms = {value, quote(value, safe=""), quote_plus(value)}
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        forms.add(value.rstrip("/"))
+        path = parts.path.strip("/")
+        if len(path) >= 16:
+            forms.add(path)
+    with _secrets_lock:
+        _secrets.update(form for form in forms if len(form) >= 4)
 
 
 def redact(text: str) -> str:
@@ -87,13 +102,19 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         _add_service(service),
     ]
+    # Tracebacks are rendered before secrets are redacted, and without local variables:
+    # structlog and rich show locals by default, cut to 80 characters, and a secret cut in
+    # half is no longer recognised.
     renderer: structlog.types.Processor
+    tracebacks: list[structlog.types.Processor]
     if _use_console(log_format):
         renderer = structlog.dev.ConsoleRenderer()
-        tracebacks: list[structlog.types.Processor] = []
+        tracebacks = [structlog.processors.format_exc_info]
     else:
         renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
-        tracebacks = [structlog.processors.dict_tracebacks]
+        tracebacks = [
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        ]
 
     structlog.configure(
         processors=[

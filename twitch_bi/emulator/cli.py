@@ -9,13 +9,20 @@ import threading
 import structlog
 
 from twitch_bi.emulator.server import Emulator, EmulatorConfig, EmulatorServer
+from twitch_bi.settings import SettingsError
 
 log = structlog.get_logger(__name__)
 
 
 def run_emulator(args: argparse.Namespace) -> int:
-    config = EmulatorConfig(seed=args.seed, size=args.size)
-    config.update(args.config)
+    """Serve until SIGTERM or SIGINT; `--config` takes any `EmulatorConfig` field as JSON."""
+    try:
+        if not isinstance(args.config, dict):
+            raise TypeError("--config must be a JSON object")
+        config = EmulatorConfig(seed=args.seed, size=args.size)
+        config.update(args.config)
+    except (ValueError, TypeError) as error:
+        raise SettingsError(f"emulator settings: {error}") from None
     server = EmulatorServer(Emulator(config), host=args.host, port=args.port)
     stopped = threading.Event()
 

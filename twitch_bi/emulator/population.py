@@ -18,6 +18,7 @@ import numpy as np
 
 CHANNELS_PER_SLOT = 3
 MAX_SLOTS = 1 << 18  # stream ids pack the slot into 18 bits
+MAX_SIZE = 150_000  # about Twitch's busiest hour
 DEFAULT_START = datetime(2026, 3, 2, tzinfo=UTC)
 
 # Twitch's language mix, roughly: English first, a long tail after it.
@@ -194,8 +195,8 @@ class Population:
         games: int = 300,
         start: datetime = DEFAULT_START,
     ) -> None:
-        if not 1 <= size <= 150_000:
-            raise ValueError(f"population size must be between 1 and 150000, got {size}")
+        if not 1 <= size <= MAX_SIZE:
+            raise ValueError(f"population size must be between 1 and {MAX_SIZE}, got {size}")
         self.seed = seed
         self.size = size
         self.start = start

@@ -4,7 +4,8 @@ It serves the client-credentials token flow, token validation and cursor-paginat
 streams sorted by viewers, checks `Client-Id` and the bearer token like Helix does, keeps
 a points bucket with `Ratelimit-*` headers, and can inject the faults Helix is known for.
 Its clock is simulated: it only moves when told to (`POST /_emulator/clock`), or by
-`drift_seconds_per_request` on every streams request, so runs are reproducible.
+`drift_seconds_per_request` on every streams request, so runs are reproducible. Faults
+are drawn from the seed and the number of the request, so a run can be replayed.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import base64
 import json
 import secrets
 import socket
+import struct
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from collections import Counter
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,15 +26,29 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 import structlog
 
-from twitch_bi.emulator.population import DEFAULT_START, LiveStreams, Population, _uniform, iso
+from twitch_bi.emulator.population import (
+    DEFAULT_START,
+    MAX_SIZE,
+    LiveStreams,
+    Population,
+    _uniform,
+    iso,
+)
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_CLIENT_ID = "emulator-client-id"
 DEFAULT_CLIENT_SECRET = "emulator-client-secret"  # noqa: S105 - a public test credential
 MAX_PAGE_SIZE = 100
+EMULATOR_HEADER = "X-Helix-Emulator"
+
+# What each fault draws from the seed; fixed so that adding a fault never changes the others.
+_SERVER_ERROR, _TOO_MANY, _INVALID_CURSOR, _EMPTY, _SHORT, _DROP, _SLOW, _UNAUTHORIZED = range(
+    1001, 1009
+)
 
 
 @dataclass
@@ -39,7 +56,7 @@ class EmulatorConfig:
     """Everything the emulator can be told; each fault is a rate in [0, 1] or a count."""
 
     seed: int = 7
-    size: int = 3000
+    size: int = 3000  # live streams, up to 150,000
     games: int = 300
     start: datetime = DEFAULT_START
     client_id: str = DEFAULT_CLIENT_ID
@@ -48,34 +65,74 @@ class EmulatorConfig:
     # Helix gives app tokens 800 points a minute; each streams request costs one.
     ratelimit_limit: int = 800
     ratelimit_window_seconds: float = 60.0
+    # Added to every request, as the network and Twitch's servers would.
     latency_ms: float = 0.0
+    # Simulated seconds that pass with every streams request: viewers change mid-crawl.
     drift_seconds_per_request: float = 0.0
-    # Faults, decided per request from the seed so that a run can be replayed.
-    server_error_rate: float = 0.0
-    too_many_requests_rate: float = 0.0
-    invalid_cursor_rate: float = 0.0
-    short_page_rate: float = 0.0
-    empty_page_rate: float = 0.0
+    # Faults by rate, decided per request from the seed so that a run can be replayed.
+    server_error_rate: float = 0.0  # 503
+    too_many_requests_rate: float = 0.0  # 429 with Ratelimit-Reset, bucket or not
+    invalid_cursor_rate: float = 0.0  # 400 "invalid cursor" for a good cursor
+    short_page_rate: float = 0.0  # a fifth of `first`, and still a cursor
+    empty_page_rate: float = 0.0  # `data: []` mid-listing, with the same cursor again
+    unauthorized_rate: float = 0.0  # 401: the token is revoked on the spot
+    drop_connection_rate: float = 0.0  # the connection is reset without an answer
+    slow_response_rate: float = 0.0  # the answer comes `slow_response_seconds` late
+    slow_response_seconds: float = 5.0
+    # At the end of the listing, hand back a cursor instead of an empty pagination object,
+    # one that starts the list over at `restart_offset` (0: the first page, whose cursor
+    # the crawl never saw; 100: the cursor the first page gave, one it has seen).
     restart_cursor_at_end: bool = False
+    restart_offset: int = 0
+    # The listing never says it is over: the last page, and every empty page after it,
+    # carries a cursor (Twitch has answered an offline query that way).
+    empty_page_at_end: bool = False
+    # Every N+1-th streams request finds its token expired (0: never).
     expire_token_after_requests: int = 0
-    drop_connection_rate: float = 0.0
     # Every streams request after this many answers 503 (0: never): a crawl failing mid-way.
     fail_after_requests: int = 0
-    # Serve these recorded pages (file names in the fixtures folder) instead of the
-    # population: the first for a request without `after`, then each in turn.
+    # Serve these recorded pages (file names in the fixtures folder) byte for byte instead
+    # of the population: the first for a request without `after`, then the next for each
+    # request with one, whatever its cursor says.
     fixture_pages: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        self.check()
+
     def update(self, changes: dict[str, Any]) -> None:
-        known = {f.name: f for f in fields(self)}
+        """Apply settings given as JSON values; nothing changes if one of them is wrong."""
+        known = {f.name for f in fields(self)}
+        typed: dict[str, Any] = {}
         for name, value in changes.items():
             if name not in known:
                 raise ValueError(f"unknown emulator setting {name!r}")
             current = getattr(self, name)
             if isinstance(current, datetime) and isinstance(value, str):
                 value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            elif isinstance(current, tuple):
+            elif isinstance(current, tuple) and isinstance(value, list):
                 value = tuple(value)
-            setattr(self, name, value)
+            elif isinstance(current, float) and type(value) is int:
+                value = float(value)
+            if type(value) is not type(current):
+                raise ValueError(f"{name} must be a {type(current).__name__}, got {value!r}")
+            typed[name] = value
+        checked = replace(self, **typed)
+        for name in typed:
+            setattr(self, name, getattr(checked, name))
+
+    def check(self) -> None:
+        """Refuse settings the emulator cannot honour, naming the setting."""
+        if not 1 <= self.size <= MAX_SIZE:
+            raise ValueError(f"size must be between 1 and {MAX_SIZE}, got {self.size}")
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.name.endswith("_rate") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{spec.name} must be between 0 and 1, got {value}")
+        if self.ratelimit_limit < 1 or self.ratelimit_window_seconds <= 0:
+            raise ValueError("ratelimit_limit and ratelimit_window_seconds must be positive")
+        for name in self.fixture_pages:
+            if not _fixtures().joinpath(name).is_file():
+                raise ValueError(f"no recorded page named {name!r} in the fixtures")
 
 
 def encode_cursor(offset: int) -> str:
@@ -96,9 +153,28 @@ def decode_cursor(cursor: str) -> int | None:
     return offset
 
 
+def _fixtures() -> Any:
+    return resources.files("twitch_bi.emulator").joinpath("fixtures")
+
+
 def load_fixture(name: str) -> bytes:
     """The bytes of a recorded Helix response shipped with the emulator."""
-    return resources.files("twitch_bi.emulator").joinpath("fixtures", name).read_bytes()
+    data: bytes = _fixtures().joinpath(name).read_bytes()
+    return data
+
+
+def helix_json(body: dict[str, Any]) -> bytes:
+    """JSON as Twitch writes it: UTF-8, compact, and `&`, `<`, `>` escaped (Go's encoder)."""
+    return (
+        orjson.dumps(body)
+        .replace(b"&", b"\\u0026")
+        .replace(b"<", b"\\u003c")
+        .replace(b">", b"\\u003e")
+    )
+
+
+def _unauthorized(message: str) -> dict[str, Any]:
+    return {"error": "Unauthorized", "status": 401, "message": message}
 
 
 class Emulator:
@@ -111,10 +187,18 @@ class Emulator:
         self._population_key: tuple[int, int, int, datetime] | None = None
         self.now = self.config.start
         self.tokens: dict[str, tuple[str, float]] = {}
-        self.requests = 0
-        self.streams_requests = 0
-        self.tokens_issued = 0
+        self.issued_tokens: list[str] = []  # every token ever issued, for secret checks
+        self.requests = 0  # every request to a Helix endpoint, answered or not
+        self.streams_requests = 0  # streams requests that got an answer
+        self.records_served = 0
+        self.statuses: Counter[int] = Counter()  # answers to streams requests by status
+        self.streams_arrivals: list[float] = []  # time.monotonic() of each streams request
         self.validations = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        # Streams requests that arrived before the reset a 429 had announced.
+        self.early_requests = 0
+        self._retry_not_before = 0.0
         self._bucket_remaining = self.config.ratelimit_limit
         self._bucket_reset = 0.0
         self._fixture_index = 0
@@ -129,6 +213,10 @@ class Emulator:
                 self._population = Population(seed=key[0], size=key[1], games=key[2], start=key[3])
                 self._population_key = key
             return self._population
+
+    @property
+    def tokens_issued(self) -> int:
+        return len(self.issued_tokens)
 
     def advance(self, seconds: float) -> datetime:
         with self._lock:
@@ -158,9 +246,30 @@ class Emulator:
 
     # -- request handling, independent of HTTP plumbing ----------------------------------
 
-    def issue_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def arrive(self, *, streams: bool) -> int:
+        """Count a request as it arrives; its number is what its faults are drawn from."""
         with self._lock:
             self.requests += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if streams:
+                self.streams_arrivals.append(time.monotonic())
+                if time.time() < self._retry_not_before:
+                    self.early_requests += 1
+            return self.requests
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def roll(self, kind: int, number: int, rate: float) -> bool:
+        """Whether a fault of this kind hits request `number`: a replayable draw."""
+        if rate <= 0:
+            return False
+        return bool(_uniform(self.config.seed, kind, number) < rate)
+
+    def issue_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
             if form.get("grant_type") != "client_credentials":
                 return 400, {"status": 400, "message": "invalid grant type"}
             if form.get("client_id") != self.config.client_id:
@@ -168,17 +277,13 @@ class Emulator:
             if form.get("client_secret") != self.config.client_secret:
                 return 403, {"status": 403, "message": "invalid client secret"}
             token = secrets.token_hex(15)
-            self.tokens[token] = (
-                form["client_id"],
-                time.time() + self.config.token_lifetime_seconds,
-            )
-            self.tokens_issued += 1
             lifetime = self.config.token_lifetime_seconds
+            self.tokens[token] = (form["client_id"], time.time() + lifetime)
+            self.issued_tokens.append(token)
             return 200, {"access_token": token, "expires_in": lifetime, "token_type": "bearer"}
 
     def validate_token(self, authorization: str | None) -> tuple[int, dict[str, Any]]:
         with self._lock:
-            self.requests += 1
             self.validations += 1
             token = (authorization or "").removeprefix("OAuth ").removeprefix("Bearer ").strip()
             entry = self.tokens.get(token)
@@ -194,24 +299,16 @@ class Emulator:
         with self._lock:
             self.tokens.clear()
 
-    def _check_auth(self, headers: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
+    def _check_auth(self, headers: dict[str, str]) -> dict[str, Any] | None:
         client_id = headers.get("client-id")
         authorization = headers.get("authorization", "")
         if not authorization.startswith("Bearer "):
-            return 401, {
-                "error": "Unauthorized",
-                "status": 401,
-                "message": "OAuth token is missing",
-            }
+            return _unauthorized("OAuth token is missing")
         entry = self.tokens.get(authorization.removeprefix("Bearer ").strip())
         if entry is None or entry[1] < time.time():
-            return 401, {"error": "Unauthorized", "status": 401, "message": "Invalid OAuth token"}
+            return _unauthorized("Invalid OAuth token")
         if client_id != entry[0]:
-            return 401, {
-                "error": "Unauthorized",
-                "status": 401,
-                "message": "Client ID and OAuth token do not match",
-            }
+            return _unauthorized("Client ID and OAuth token do not match")
         return None
 
     def _ratelimit(self) -> tuple[bool, dict[str, str]]:
@@ -226,95 +323,93 @@ class Emulator:
         headers = {
             "Ratelimit-Limit": str(self.config.ratelimit_limit),
             "Ratelimit-Remaining": str(self._bucket_remaining),
+            # Helix sends whole epoch seconds; round up so that the bucket is full by then.
             "Ratelimit-Reset": str(int(self._bucket_reset + 0.999)),
         }
         return allowed, headers
 
-    def _roll(self, kind: int, rate: float) -> bool:
-        if rate <= 0:
-            return False
-        return bool(_uniform(self.config.seed, 1000 + kind, self.streams_requests) < rate)
-
     def streams(
-        self, query: dict[str, str], headers: dict[str, str]
+        self, query: dict[str, str], headers: dict[str, str], number: int = 0
     ) -> tuple[int, dict[str, str], bytes | dict[str, Any]]:
         """Answer `GET /helix/streams`: status, extra headers, and a body."""
         with self._lock:
-            self.requests += 1
+            status, extra, body = self._streams(query, headers, number)
             self.streams_requests += 1
-            config = self.config
-            denied = self._check_auth(headers)
-            if denied is not None:
-                return denied[0], {}, denied[1]
-            if (
-                config.expire_token_after_requests
-                and self.streams_requests % (config.expire_token_after_requests + 1) == 0
-            ):
-                # The token "expires" now: revoke it so that only a new one works.
-                self.tokens.pop(headers.get("authorization", "").removeprefix("Bearer "), None)
-                return (
-                    401,
-                    {},
-                    {"error": "Unauthorized", "status": 401, "message": "Invalid OAuth token"},
-                )
-            allowed, rate_headers = self._ratelimit()
-            if not allowed or self._roll(1, config.too_many_requests_rate):
-                if allowed:
-                    rate_headers["Ratelimit-Remaining"] = "0"
-                body = {"error": "Too Many Requests", "status": 429, "message": ""}
-                return 429, rate_headers, body
-            failing = (
-                config.fail_after_requests and self.streams_requests > config.fail_after_requests
-            )
-            if failing or self._roll(2, config.server_error_rate):
-                return (
-                    503,
-                    rate_headers,
-                    {"error": "Service Unavailable", "status": 503, "message": ""},
-                )
+            self.statuses[status] += 1
+            if status == 429:
+                self._retry_not_before = float(extra["Ratelimit-Reset"])
+            return status, extra, body
 
-            try:
-                first = int(query.get("first", "20"))
-            except ValueError:
-                first = -1
-            if not 1 <= first <= MAX_PAGE_SIZE:
-                body = {"error": "Bad Request", "status": 400, "message": "invalid first"}
+    def _streams(
+        self, query: dict[str, str], headers: dict[str, str], number: int
+    ) -> tuple[int, dict[str, str], bytes | dict[str, Any]]:
+        config = self.config
+        denied = self._check_auth(headers)
+        if denied is not None:
+            return 401, {}, denied
+        token = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        expired = (
+            config.expire_token_after_requests
+            and (self.streams_requests + 1) % (config.expire_token_after_requests + 1) == 0
+        )
+        if expired or self.roll(_UNAUTHORIZED, number, config.unauthorized_rate):
+            # The token expired or was revoked just now: only a new one works from here on.
+            self.tokens.pop(token, None)
+            return 401, {}, _unauthorized("Invalid OAuth token")
+
+        allowed, rate_headers = self._ratelimit()
+        if not allowed or self.roll(_TOO_MANY, number, config.too_many_requests_rate):
+            if allowed:
+                rate_headers["Ratelimit-Remaining"] = "0"
+            body = {"error": "Too Many Requests", "status": 429, "message": ""}
+            return 429, rate_headers, body
+        failing = config.fail_after_requests and self.streams_requests >= config.fail_after_requests
+        if failing or self.roll(_SERVER_ERROR, number, config.server_error_rate):
+            body = {"error": "Service Unavailable", "status": 503, "message": ""}
+            return 503, rate_headers, body
+
+        try:
+            first = int(query.get("first", "20"))
+        except ValueError:
+            first = -1
+        if not 1 <= first <= MAX_PAGE_SIZE:
+            return 400, rate_headers, {"error": "Bad Request", "status": 400, "message": ""}
+
+        if config.fixture_pages:
+            return 200, rate_headers, self._fixture_page(query)
+
+        after = query.get("after")
+        offset = 0
+        if after:
+            decoded = decode_cursor(after)
+            if decoded is None or self.roll(_INVALID_CURSOR, number, config.invalid_cursor_rate):
+                body = {"error": "Bad Request", "status": 400, "message": "invalid cursor"}
                 return 400, rate_headers, body
+            offset = decoded
 
-            if config.fixture_pages:
-                return 200, rate_headers, self._fixture_page(query)
+        if config.drift_seconds_per_request:
+            self.now = self.now + timedelta(seconds=config.drift_seconds_per_request)
+        live = self.truth(self.now)
 
-            after = query.get("after")
-            offset = 0
-            if after:
-                decoded = decode_cursor(after)
-                if decoded is None or self._roll(3, config.invalid_cursor_rate):
-                    body = {"error": "Bad Request", "status": 400, "message": "invalid cursor"}
-                    return 400, rate_headers, body
-                offset = decoded
-
-            if config.drift_seconds_per_request:
-                self.now = self.now + timedelta(seconds=config.drift_seconds_per_request)
-            live = self.truth(self.now)
-
-            if self._roll(4, config.empty_page_rate) and offset < len(live):
-                return (
-                    200,
-                    rate_headers,
-                    {"data": [], "pagination": {"cursor": encode_cursor(offset)}},
-                )
-            size = first
-            if self._roll(5, config.short_page_rate):
-                size = max(1, first // 5)
-            end = min(offset + size, len(live))
-            data = self.stream_records(live, offset, end)
-            pagination: dict[str, str] = {}
-            if end < len(live):
-                pagination = {"cursor": encode_cursor(end)}
-            elif config.restart_cursor_at_end and data:
-                # Helix sometimes hands back a cursor that starts the list over.
-                pagination = {"cursor": encode_cursor(0)}
-            return 200, rate_headers, {"data": data, "pagination": pagination}
+        if offset < len(live) and self.roll(_EMPTY, number, config.empty_page_rate):
+            empty = {"data": [], "pagination": {"cursor": encode_cursor(offset)}}
+            return 200, rate_headers, empty
+        size = first
+        if self.roll(_SHORT, number, config.short_page_rate):
+            size = max(1, first // 5)
+        end = min(offset + size, len(live))
+        data = self.stream_records(live, offset, end) if offset < end else []
+        self.records_served += len(data)
+        pagination: dict[str, str] = {}
+        if end < len(live):
+            pagination = {"cursor": encode_cursor(end)}
+        elif config.restart_cursor_at_end and data:
+            # Helix sometimes hands back a cursor that starts the list over.
+            pagination = {"cursor": encode_cursor(config.restart_offset)}
+        elif config.empty_page_at_end:
+            # Past the last stream: an empty page that still hands out a cursor, to itself.
+            pagination = {"cursor": encode_cursor(end)}
+        return 200, rate_headers, {"data": data, "pagination": pagination}
 
     def _fixture_page(self, query: dict[str, str]) -> bytes:
         pages = self.config.fixture_pages
@@ -323,13 +418,7 @@ class Emulator:
         index = min(self._fixture_index, len(pages) - 1)
         self._fixture_index += 1
         body = load_fixture(pages[index])
-        if self._fixture_index >= len(pages):
-            return body
-        # Chain the recorded pages: point the page's cursor at the next recording.
-        page = json.loads(body)
-        if not page.get("pagination", {}).get("cursor"):
-            page["pagination"] = {"cursor": encode_cursor(self._fixture_index)}
-            return json.dumps(page, ensure_ascii=False).encode()
+        self.records_served += len(json.loads(body)["data"])
         return body
 
     def stats(self) -> dict[str, Any]:
@@ -338,8 +427,12 @@ class Emulator:
                 "now": iso(int(self.now.timestamp())),
                 "requests": self.requests,
                 "streams_requests": self.streams_requests,
+                "statuses": {str(status): count for status, count in sorted(self.statuses.items())},
+                "records_served": self.records_served,
                 "tokens_issued": self.tokens_issued,
                 "validations": self.validations,
+                "max_in_flight": self.max_in_flight,
+                "early_requests": self.early_requests,
             }
 
 
@@ -359,11 +452,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
     ) -> None:
-        payload = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        payload = body if isinstance(body, bytes) else helix_json(body)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
-        self.send_header("X-Helix-Emulator", "twitch-bi")
+        self.send_header(EMULATOR_HEADER, "twitch-bi")
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
@@ -381,50 +474,68 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _faulty_connection(self) -> bool:
+    def _helix(self, path: str, answer: Any) -> None:
+        """Answer a Helix or OAuth request with the network's faults around it."""
         emulator = self.server.emulator
-        if emulator._roll(6, emulator.config.drop_connection_rate):
-            # Reset the connection without an answer, as a flaky network would.
+        config = emulator.config
+        number = emulator.arrive(streams=path.endswith("/helix/streams"))
+        try:
+            if config.latency_ms:
+                time.sleep(config.latency_ms / 1000)
+            if emulator.roll(_SLOW, number, config.slow_response_rate):
+                time.sleep(config.slow_response_seconds)
+            if emulator.roll(_DROP, number, config.drop_connection_rate):
+                # Reset the connection without an answer, as a flaky network would.
+                self.close_connection = True
+                # SO_LINGER with a zero timeout makes close() send a RST, not a FIN.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.connection.close()
+                return
+            status, headers, body = answer(number)
+            self._send(status, body, headers)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (its timeout) while this answer was late: nothing to do.
             self.close_connection = True
-            self.connection.close()
-            return True
-        return False
+        finally:
+            emulator.leave()
 
     def do_GET(self) -> None:
         emulator = self.server.emulator
         path = urlsplit(self.path).path.rstrip("/")
         headers = {key.lower(): value for key, value in self.headers.items()}
-        if emulator.config.latency_ms:
-            time.sleep(emulator.config.latency_ms / 1000)
         if path.endswith("/helix/streams"):
-            if self._faulty_connection():
-                return
-            status, extra, body = emulator.streams(self._query(), headers)
-            self._send(status, body, extra)
-        elif path.endswith("/oauth2/validate"):
-            status, payload = emulator.validate_token(headers.get("authorization"))
-            self._send(status, payload)
-        elif path == "/_emulator/truth":
             query = self._query()
-            at = (
-                datetime.fromisoformat(query["at"].replace("Z", "+00:00"))
-                if "at" in query
-                else None
+            self._helix(path, lambda number: emulator.streams(query, headers, number))
+        elif path.endswith("/oauth2/validate"):
+            self._helix(
+                path, lambda _: _no_headers(emulator.validate_token(headers.get("authorization")))
             )
-            live = emulator.truth(at)
-            streams = [
-                {
-                    "id": str(int(live.stream_id[i])),
-                    "viewer_count": int(live.viewers[i]),
-                    "game_id": emulator.population.game_of(int(live.game[i]))[0],
-                }
-                for i in range(len(live))
-            ]
-            self._send(200, {"at": iso(int(live.at.timestamp())), "streams": streams})
+        elif path == "/_emulator/truth":
+            self._send(200, self._truth())
         elif path == "/_emulator/stats":
             self._send(200, emulator.stats())
         else:
             self._send(404, {"error": "Not Found", "status": 404, "message": ""})
+
+    def _truth(self) -> dict[str, Any]:
+        emulator = self.server.emulator
+        query = self._query()
+        at = datetime.fromisoformat(query["at"].replace("Z", "+00:00")) if "at" in query else None
+        live = emulator.truth(at)
+        games = emulator.population.games
+        streams = [
+            {
+                "id": str(stream_id),
+                "viewer_count": viewers,
+                "game_id": games[game][0] if game >= 0 else "",
+            }
+            for stream_id, viewers, game in zip(
+                live.stream_id.tolist(), live.viewers.tolist(), live.game.tolist(), strict=True
+            )
+        ]
+        return {"at": iso(int(live.at.timestamp())), "streams": streams}
 
     def do_POST(self) -> None:
         emulator = self.server.emulator
@@ -433,8 +544,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path.endswith("/oauth2/token"):
             form = {key: values[-1] for key, values in parse_qs(body.decode()).items()}
             form.update(self._query())
-            status, payload = emulator.issue_token(form)
-            self._send(status, payload)
+            self._helix(path, lambda _: _no_headers(emulator.issue_token(form)))
         elif path == "/_emulator/clock":
             request = json.loads(body or b"{}")
             if "set" in request:
@@ -453,6 +563,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"ok": True})
         else:
             self._send(404, {"error": "Not Found", "status": 404, "message": ""})
+
+
+def _no_headers(answer: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    return answer[0], {}, answer[1]
 
 
 class EmulatorServer(ThreadingHTTPServer):
@@ -479,6 +593,12 @@ class EmulatorServer(ThreadingHTTPServer):
         return f"{self.url}/oauth2/token"
 
     def start_in_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="helix-emulator", daemon=True)
+        # A short poll interval: `shutdown()` waits for the loop to notice, once per test.
+        thread = threading.Thread(
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="helix-emulator",
+            daemon=True,
+        )
         thread.start()
         return thread
