@@ -188,11 +188,13 @@ class RateLimiter:
         self.max_wait = max_wait
         self.sleep = sleep
         self.limit: int | None = None
+        self.empty_until: float | None = None
         self.waits = 0
         self.waited_seconds = 0.0
         self.refusals = 0
 
     def hook(self, response: requests.Response, **_kwargs: Any) -> requests.Response:
+        """Response hook: note an empty bucket, and turn a 429's reset into a Retry-After."""
         headers = response.headers
         if headers.get("Ratelimit-Limit", "").isdigit():
             self.limit = int(headers["Ratelimit-Limit"])
@@ -206,13 +208,20 @@ class RateLimiter:
             headers.setdefault("Retry-After", formatdate(int(reset), usegmt=True))
             log.warning("rate_limited", reset_in_s=round(int(reset) - time.time(), 2))
         elif headers.get("Ratelimit-Remaining") == "0":
-            wait = min(max(0.0, int(reset) - time.time()), self.max_wait)
-            if wait > 0:
-                log.debug("rate_limit_waited", wait_s=round(wait, 2), limit=self.limit)
-                self.waits += 1
-                self.waited_seconds += wait
-                self.sleep(wait)
+            self.empty_until = float(reset)
         return response
+
+    def wait_for_points(self) -> None:
+        """Before the next request: if the bucket is empty, sleep until Helix refills it."""
+        if self.empty_until is None:
+            return
+        wait = min(max(0.0, self.empty_until - time.time()), self.max_wait)
+        self.empty_until = None
+        if wait > 0:
+            log.debug("rate_limit_waited", wait_s=round(wait, 2), limit=self.limit)
+            self.waits += 1
+            self.waited_seconds += wait
+            self.sleep(wait)
 
 
 def _should_retry(response: requests.Response | None, error: BaseException | None) -> bool:
@@ -449,6 +458,8 @@ class HelixClient:
             hooks=hooks,
         )
         while True:
+            if paginator.has_next_page:
+                self.rate_limiter.wait_for_points()
             try:
                 page = next(pages)
             except StopIteration:

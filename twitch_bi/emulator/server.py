@@ -194,6 +194,8 @@ class Emulator:
         self.statuses: Counter[int] = Counter()  # answers to streams requests by status
         self.streams_arrivals: list[float] = []  # time.monotonic() of each streams request
         self.validations = 0
+        self.dropped = 0  # requests answered with a connection reset
+        self.slowed = 0  # requests answered `slow_response_seconds` late
         self.in_flight = 0
         self.max_in_flight = 0
         # Streams requests that arrived before the reset a 429 had announced.
@@ -257,6 +259,10 @@ class Emulator:
                 if time.time() < self._retry_not_before:
                     self.early_requests += 1
             return self.requests
+
+    def count(self, counter: str) -> None:
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + 1)
 
     def leave(self) -> None:
         with self._lock:
@@ -431,6 +437,8 @@ class Emulator:
                 "records_served": self.records_served,
                 "tokens_issued": self.tokens_issued,
                 "validations": self.validations,
+                "dropped": self.dropped,
+                "slowed": self.slowed,
                 "max_in_flight": self.max_in_flight,
                 "early_requests": self.early_requests,
             }
@@ -483,8 +491,10 @@ class _Handler(BaseHTTPRequestHandler):
             if config.latency_ms:
                 time.sleep(config.latency_ms / 1000)
             if emulator.roll(_SLOW, number, config.slow_response_rate):
+                emulator.count("slowed")
                 time.sleep(config.slow_response_seconds)
             if emulator.roll(_DROP, number, config.drop_connection_rate):
+                emulator.count("dropped")
                 # Reset the connection without an answer, as a flaky network would.
                 self.close_connection = True
                 # SO_LINGER with a zero timeout makes close() send a RST, not a FIN.
