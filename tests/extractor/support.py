@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from extractor.crawl import crawl
 from extractor.helix import HelixClient, HelixSettings
 from twitch_bi.emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, EmulatorServer
+from twitch_bi.settings import Layout
 
 # Retries a test can afford: a few attempts, backoff in hundredths of a second. The retry
 # delay cap stays above one second so that a wait for `Ratelimit-Reset` is never cut short.
@@ -35,3 +39,47 @@ def landed_ids(path: Path) -> list[str]:
 def truth_ids(server: EmulatorServer) -> set[str]:
     """The ids of the streams live now, by the emulator's own account."""
     return {str(stream_id) for stream_id in server.emulator.truth().stream_id.tolist()}
+
+
+def live_ids(server: EmulatorServer, at: datetime) -> set[str]:
+    return {str(stream_id) for stream_id in server.emulator.truth(at).stream_id.tolist()}
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """How a crawl under viewer drift compares with the emulator's truth."""
+
+    live_throughout: int  # live at the first request and still at the last one
+    missed: int  # of those, not in the file
+    duplicates_removed: int
+    rows: int
+    live_at_end: int
+    simulated_seconds: float
+
+    @property
+    def missed_share(self) -> float:
+        return self.missed / self.live_throughout
+
+
+def crawl_under_drift(server: EmulatorServer, client: HelixClient, layout: Layout) -> DriftReport:
+    """Crawl once with the emulator's clock moving, and count what the file missed.
+
+    A stream id is one broadcast, so a stream live at the first and at the last request
+    was live all the way through the crawl: the file should have it.
+    """
+    emulator = server.emulator
+    step = emulator.config.drift_seconds_per_request
+    before = emulator.now
+    result = crawl(client, layout)
+    first, last = before + timedelta(seconds=step), emulator.now
+
+    throughout = live_ids(server, first) & live_ids(server, last)
+    missed = throughout - set(landed_ids(result.path))
+    return DriftReport(
+        live_throughout=len(throughout),
+        missed=len(missed),
+        duplicates_removed=result.duplicates_removed,
+        rows=result.rows,
+        live_at_end=len(emulator.truth(last)),
+        simulated_seconds=(last - before).total_seconds(),
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -284,7 +285,7 @@ def test_retries_back_off_exponentially_then_the_crawl_fails(
         crawl(client_for(server, settings), layout)
 
     arrivals = server.emulator.streams_arrivals
-    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in pairwise(arrivals)]
     assert len(arrivals) == 4
     # Lower bounds only: 0.05 s, then 0.1 s, then 0.2 s (a slow machine only adds to them).
     for gap, least in zip(gaps, (0.05, 0.1, 0.2), strict=True):
