@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +85,58 @@ def crawl_under_drift(server: EmulatorServer, client: HelixClient, layout: Layou
         live_at_end=len(emulator.truth(last)),
         simulated_seconds=(last - before).total_seconds(),
     )
+
+
+class PingRecorder(ThreadingHTTPServer):
+    """A stand-in for healthchecks.io on loopback: records every ping, answers `status`."""
+
+    daemon_threads = True
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.pings: list[tuple[str, str, str]] = []  # method, path, body
+        super().__init__(("127.0.0.1", 0), _PingHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def paths(self) -> list[str]:
+        return [path for _, path, _ in self.pings]
+
+
+class _PingHandler(BaseHTTPRequestHandler):
+    server: PingRecorder
+
+    def do_POST(self) -> None:
+        self._record()
+
+    def do_GET(self) -> None:
+        self._record()
+
+    def _record(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        self.server.pings.append((self.command, self.path, body))
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def start_pings(status: int = 200) -> PingRecorder:
+    recorder = PingRecorder(status)
+    thread = threading.Thread(
+        target=recorder.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    return recorder
+
+
+def stop_pings(recorder: PingRecorder) -> None:
+    if recorder.socket.fileno() != -1:
+        recorder.shutdown()
+        recorder.server_close()
