@@ -181,7 +181,7 @@ def test_a_crashed_crawl_never_stops_the_service(
 def test_missing_credentials_end_with_one_line_naming_them(
     data_dir: Path, present: dict[str, str], named: str
 ) -> None:
-    finished = run_cli(["extract"], service_env(data_dir, **present))
+    finished = run_cli(["extract"], service_env(data_dir, None, **present))
 
     assert finished.returncode == 2
     assert finished.stderr.splitlines() == [
