@@ -212,7 +212,8 @@ class Population:
         channels = np.arange(size * CHANNELS_PER_SLOT, dtype=np.int64)
         self.channel_user_id = 10_000_000 + channels * 37 + (_mix(seed, 3, channels) % 37)
         # Heavy tail (Pareto, alpha about 1.08): most channels have a handful of viewers,
-        # a fifth have none, the top one percent hold over half of all viewers.
+        # a tenth of live streams have none, the top one percent hold over half of all
+        # viewers once the population is large (tests/twitch_bi/emulator checks it).
         u = _uniform(seed, 4, channels)
         self.channel_popularity = np.minimum(
             0.7 + 4.0 * ((1.0 - u) ** (-1 / 1.08) - 1.0), 300_000.0
