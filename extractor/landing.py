@@ -23,7 +23,6 @@ _PAGE_SCHEMA = pa.schema(
         if field.name != "snapshot_at"
     ]
 )
-_HELIX_FIELDS = tuple(_PAGE_SCHEMA.names)
 
 
 class SnapshotBuffer:
@@ -46,10 +45,11 @@ class SnapshotBuffer:
                 self.duplicates_removed += 1
                 continue
             self._seen.add(stream_id)
-            # Missing keys (older Helix shapes have no user_login or game_name) become
-            # nulls; the landed file keeps what Twitch said, cleaning belongs to dbt.
-            fresh.append({name: stream.get(name) for name in _HELIX_FIELDS})
+            fresh.append(stream)
         if fresh:
+            # Keys missing from older Helix shapes (no user_login or game_name) become
+            # nulls, keys outside the contract (tag_ids) are left out: the landed file
+            # keeps what Twitch said, and cleaning belongs to dbt staging.
             self._batches.append(pa.RecordBatch.from_pylist(fresh, schema=_PAGE_SCHEMA))
             self.rows += len(fresh)
 
