@@ -260,8 +260,9 @@ def _check_response(response: requests.Response, **_kwargs: Any) -> requests.Res
         raise MalformedResponse(
             f"{response.status_code} for GET {path} is not JSON", response=response
         ) from None
-    if not isinstance(body, dict):
-        raise MalformedResponse(f"200 for GET {path} is not a JSON object", response=response)
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        # Taken as an empty page, this would end the listing early: refuse it instead.
+        raise MalformedResponse(f"200 for GET {path} has no list of data", response=response)
     response.json = lambda **_: body  # type: ignore[method-assign]
     return response
 
@@ -472,8 +473,9 @@ class HelixClient:
             except StopIteration:
                 return
             except requests.RequestException as error:
+                attempts = self.session.send.statistics.get("attempt_number", 1)  # type: ignore[attr-defined]
                 raise HelixError(
-                    f"GET /streams failed after {self.settings.max_attempts} attempts "
+                    f"GET /streams failed after {attempts} attempt{'s' if attempts > 1 else ''} "
                     f"on page {paginator.pages + 1}: {error}"
                 ) from None
             response = page.response

@@ -33,6 +33,9 @@ class Shutdown(BaseException):
 
 
 def _raise_shutdown(signum: int, _frame: FrameType | None) -> None:
+    # Once is enough: a second signal must not interrupt the way out.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
     raise Shutdown(signum)
 
 

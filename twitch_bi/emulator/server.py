@@ -46,9 +46,17 @@ MAX_PAGE_SIZE = 100
 EMULATOR_HEADER = "X-Helix-Emulator"
 
 # What each fault draws from the seed; fixed so that adding a fault never changes the others.
-_SERVER_ERROR, _TOO_MANY, _INVALID_CURSOR, _EMPTY, _SHORT, _DROP, _SLOW, _UNAUTHORIZED = range(
-    1001, 1009
-)
+(
+    _SERVER_ERROR,
+    _TOO_MANY,
+    _INVALID_CURSOR,
+    _EMPTY,
+    _SHORT,
+    _DROP,
+    _SLOW,
+    _UNAUTHORIZED,
+    _GARBLED,
+) = range(1001, 1010)
 
 
 @dataclass
@@ -79,6 +87,7 @@ class EmulatorConfig:
     drop_connection_rate: float = 0.0  # the connection is reset without an answer
     slow_response_rate: float = 0.0  # the answer comes `slow_response_seconds` late
     slow_response_seconds: float = 5.0
+    garbled_page_rate: float = 0.0  # a 200 whose body is a proxy's HTML error page
     # At the end of the listing, hand back a cursor instead of an empty pagination object,
     # one that starts the list over at `restart_offset` (0: the first page, whose cursor
     # the crawl never saw; 100: the cursor the first page gave, one it has seen).
@@ -373,6 +382,8 @@ class Emulator:
         if failing or self.roll(_SERVER_ERROR, number, config.server_error_rate):
             body = {"error": "Service Unavailable", "status": 503, "message": ""}
             return 503, rate_headers, body
+        if self.roll(_GARBLED, number, config.garbled_page_rate):
+            return 200, rate_headers, b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 
         try:
             first = int(query.get("first", "20"))
