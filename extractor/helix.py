@@ -113,10 +113,6 @@ class HelixAppAuth(OAuth2ClientCredentials):
     the credentials themselves are refused.
     """
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.token_fetches = 0
-
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request = super().__call__(request)
         request.headers["Client-Id"] = str(self.client_id)
@@ -139,7 +135,6 @@ class HelixAppAuth(OAuth2ClientCredentials):
         except ValueError:
             raise HelixError("token request failed: the answer is not JSON") from None
         register_secret(str(self.access_token))
-        self.token_fetches += 1
         log.debug("token_obtained", expires_at=self.token_expiry.isoformat())
 
     def forget_token(self) -> None:
@@ -173,7 +168,8 @@ def _helix_message(response: requests.Response | None) -> str:
     except ValueError:
         return response.reason or ""
     if isinstance(body, dict):
-        return str(body.get("message") or body.get("error") or "")
+        # One line, whatever Twitch wrote: it ends up in a one-line error.
+        return " ".join(str(body.get("message") or body.get("error") or "").split())
     return ""
 
 
@@ -190,8 +186,6 @@ class RateLimiter:
         self.limit: int | None = None
         self.empty_until: float | None = None
         self.waits = 0
-        self.waited_seconds = 0.0
-        self.refusals = 0
 
     def hook(self, response: requests.Response, **_kwargs: Any) -> requests.Response:
         """Response hook: note an empty bucket, and turn a 429's reset into a Retry-After."""
@@ -204,7 +198,6 @@ class RateLimiter:
         if response.status_code == 429:
             # dlt's retry waits as long as Retry-After says; Helix says when the bucket is
             # full instead. An HTTP date keeps the wait exact (Retry-After seconds are whole).
-            self.refusals += 1
             headers.setdefault("Retry-After", formatdate(int(reset), usegmt=True))
             log.warning("rate_limited", reset_in_s=round(int(reset) - time.time(), 2))
         elif headers.get("Ratelimit-Remaining") == "0":
@@ -220,7 +213,6 @@ class RateLimiter:
         if wait > 0:
             log.debug("rate_limit_waited", wait_s=round(wait, 2), limit=self.limit)
             self.waits += 1
-            self.waited_seconds += wait
             self.sleep(wait)
 
 
