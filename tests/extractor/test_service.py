@@ -235,7 +235,7 @@ def test_schedule_never_overlaps_crawls_and_warns_when_one_overruns(
     env = service_env(data_dir, server, EXTRACT_EVERY_MINUTES="0.01")
     process = spawn(["schedule"], env)
 
-    process.wait_for_event("snapshot_landed", count=3)
+    process.wait_for_event("crawl_overran_interval", count=3)
     assert process.stop(signal.SIGTERM) == 0
 
     stats = server.emulator.stats()
@@ -243,7 +243,7 @@ def test_schedule_never_overlaps_crawls_and_warns_when_one_overruns(
     assert stats["tokens_issued"] == 1  # the token is reused by every crawl
     assert stats["validations"] == 1  # validated at start; the next is due in an hour
     landed = process.events("snapshot_landed")
-    assert len(process.events("crawl_overran_interval")) >= len(landed) >= 3
+    assert len(landed) >= len(process.events("crawl_overran_interval")) >= 3
     assert len(list(Layout(data_dir).landing_streams.iterdir())) == len(landed)
 
 
@@ -259,7 +259,7 @@ def test_a_signal_during_a_crawl_stops_it_quickly_and_lands_nothing(
     process = spawn(["schedule"], service_env(data_dir, server, EXTRACT_EVERY_MINUTES="60"))
     wait_until(lambda: server.emulator.stats()["streams_requests"] >= 3, timeout=30)
 
-    code = process.stop(sig, timeout=3)
+    code = process.stop(sig, timeout=5)
 
     layout = Layout(data_dir)
     assert code == 0
