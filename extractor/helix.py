@@ -92,7 +92,8 @@ class HelixSettings:
             try:
                 value = kind(raw)
             except ValueError:
-                raise SettingsError(f"{variable} must be a number, got {raw!r}") from None
+                what = "a whole number" if kind is int else "a number"
+                raise SettingsError(f"{variable} must be {what}, got {raw!r}") from None
             if value <= 0:
                 raise SettingsError(f"{variable} must be greater than 0, got {raw!r}")
             changes[name] = value

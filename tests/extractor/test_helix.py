@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from extractor.crawl import crawl
-from extractor.helix import CredentialsError, HelixClient, HelixError
+from extractor.helix import CredentialsError, HelixClient, HelixError, HelixSettings
 from tests.extractor.support import FAST, client_for, landed_ids, truth_ids
 from twitch_bi.emulator import EmulatorServer
-from twitch_bi.settings import Layout
+from twitch_bi.settings import Layout, SettingsError
 
 
 def nothing_landed(layout: Layout) -> bool:
@@ -305,3 +305,27 @@ def test_every_request_has_a_timeout(
         crawl(client, Layout(data_dir))
 
     assert server.emulator.stats()["slowed"] == 2
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def test_crawl_settings_come_from_extract_variables() -> None:
+    environ = {
+        "EXTRACT_MAX_PAGES": "50",
+        "EXTRACT_MAX_ATTEMPTS": "2",
+        "EXTRACT_BACKOFF_SECONDS": "0.25",
+        "EXTRACT_TIMEOUT_SECONDS": "9",
+    }
+
+    settings = HelixSettings.from_env(environ)
+
+    assert (settings.max_pages, settings.max_attempts) == (50, 2)
+    assert (settings.backoff_factor, settings.read_timeout) == (0.25, 9.0)
+    assert HelixSettings.from_env({}) == HelixSettings()
+
+
+@pytest.mark.parametrize("value", ["many", "0", "-3", "2.5"])
+def test_a_bad_extract_variable_is_named(value: str) -> None:
+    with pytest.raises(SettingsError, match=r"^EXTRACT_MAX_PAGES must be"):
+        HelixSettings.from_env({"EXTRACT_MAX_PAGES": value})
