@@ -362,12 +362,11 @@ class HelixClient:
             retry_condition=_should_retry,
             respect_retry_after_header=True,
         ).session
-        # requests reads proxy settings from the environment again for every request, a
-        # tenth of a 1,000-page crawl's time; read them, and the CA bundle, once.
-        session.proxies.update(requests.utils.get_environ_proxies(self.api_base_url))
-        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get(
-            "CURL_CA_BUNDLE", True
-        )
+        # requests reads proxies and the CA bundle from the environment again for every
+        # request, a tenth of a 1,000-page crawl's time: let it read them once, here.
+        environment = session.merge_environment_settings(self.api_base_url, {}, None, None, None)
+        session.proxies.update(environment["proxies"])
+        session.verify = environment["verify"]
         session.trust_env = False
         # dlt's Client wraps `send` with tenacity but takes no callback; its Retrying object
         # is on the wrapper, and copies of it (one per request) keep what is set here.

@@ -210,7 +210,8 @@ def run_schedule(settings: Settings) -> int:
 
     with _stop_on_signals():
         try:
-            _check_credentials(client, settings)
+            # Refused credentials do not stop the service: each crawl fails with a line
+            # naming the variables, pings /fail, and the health check turns unhealthy.
             log.info(
                 "extractor_started",
                 interval_minutes=settings.extract_every_minutes,
