@@ -164,6 +164,7 @@ def env_used_by_code() -> EnvUse:
     for package in PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            read.update(_environment_table(tree))
             for node in ast.walk(tree):
                 name = _env_name(node)
                 if name is None:
@@ -179,6 +180,23 @@ def env_used_by_code() -> EnvUse:
             text = path.read_text(encoding="utf-8")
             read.update(re.findall(r"env_var\(\s*['\"]([A-Z][A-Z0-9_]*)['\"]", text))
     return EnvUse(read=frozenset(read), set_by_code=frozenset(set_by_code))
+
+
+def _environment_table(tree: ast.Module) -> set[str]:
+    """Names in a module-level `ENVIRONMENT = {"VARIABLE": ...}` table (read in a loop)."""
+    names: set[str] = set()
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "ENVIRONMENT" for t in node.targets)
+            and isinstance(node.value, ast.Dict)
+        ):
+            names.update(
+                key.value
+                for key in node.value.keys
+                if isinstance(key, ast.Constant) and isinstance(key.value, str)
+            )
+    return names
 
 
 def _env_name(node: ast.AST) -> str | None:
