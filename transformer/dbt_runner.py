@@ -46,6 +46,11 @@ class DbtOutcome:
         """A test on the batch's data failed (the input is bad, not the warehouse)."""
         return bool(self.failed_tests) and not self.failed_models
 
+    @property
+    def out_of_memory(self) -> bool:
+        """A model ran out of DUCKDB_MEMORY_LIMIT (the batch is too big for it)."""
+        return any("Out of Memory" in message for message in self.messages)
+
 
 def _on_event(event: Any) -> None:
     level = _LEVELS.get(event.info.level)

@@ -128,6 +128,17 @@ def _write(con: duckdb.DuckDBPyConnection, spec: ExportSpec, where: str, target:
     return Written(target, rows)
 
 
+def remove_partials(reporting: Path) -> int:
+    """Delete files a crash left half written beside their partitions (`.<name>.tmp`)."""
+    removed = 0
+    for partial in reporting.rglob(".*.tmp"):
+        partial.unlink(missing_ok=True)
+        removed += 1
+    if removed:
+        log.warning("partial_exports_removed", files=removed)
+    return removed
+
+
 def _row_count(path: Path) -> int:
     import pyarrow.parquet as pq
 

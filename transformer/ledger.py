@@ -28,7 +28,9 @@ create table if not exists ops.ledger (
     first_seen_at timestamptz not null default current_timestamp,
     processed_at timestamptz,
     duration_ms bigint,
-    batch_id varchar
+    batch_id varchar,
+    failed_since timestamptz,
+    next_attempt_at timestamptz
 );
 create table if not exists ops.pending_removals (
     snapshot_at timestamptz not null,
@@ -57,8 +59,13 @@ create table if not exists landing.batch_streams (
 # Statuses a ledger row moves through.
 PROCESSING = "processing"  # loaded into landing.batch_streams; dbt and exports under way
 DONE = "done"
-FAILED = "failed"  # the batch failed for a reason that is not the file's; retried
+FAILED = "failed"  # the batch failed for a reason not (yet) blamed on the file; retried
 QUARANTINED = "quarantined"
+
+_ENTRY_COLUMNS = """
+    file_name, size_bytes, mtime_ns, content_hash, snapshot_at, status, attempts, force,
+    failed_since, next_attempt_at
+"""
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,8 @@ class Entry:
     status: str
     attempts: int
     force: bool
+    failed_since: datetime | None
+    next_attempt_at: datetime | None
 
 
 class Ledger:
@@ -101,25 +110,17 @@ class Ledger:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
         con.execute(DDL)
+        # Warehouses made by an earlier version lack the retry columns.
+        for column in ("failed_since", "next_attempt_at"):
+            con.execute(f"alter table ops.ledger add column if not exists {column} timestamptz")
 
     def entries(self) -> dict[str, Entry]:
-        rows = self.con.execute(
-            """
-            select file_name, size_bytes, mtime_ns, content_hash, snapshot_at, status,
-                attempts, force
-            from ops.ledger
-            """
-        ).fetchall()
+        rows = self.con.execute(f"select {_ENTRY_COLUMNS} from ops.ledger").fetchall()
         return {row[0]: Entry(*row) for row in rows}
 
     def get(self, file_name: str) -> Entry | None:
         row = self.con.execute(
-            """
-            select file_name, size_bytes, mtime_ns, content_hash, snapshot_at, status,
-                attempts, force
-            from ops.ledger where file_name = ?
-            """,
-            [file_name],
+            f"select {_ENTRY_COLUMNS} from ops.ledger where file_name = ?", [file_name]
         ).fetchone()
         return Entry(*row) if row else None
 
@@ -151,7 +152,7 @@ class Ledger:
 
     def processing(self) -> list[str]:
         rows = self.con.execute(
-            "select file_name from ops.ledger where status = ? order by snapshot_at",
+            "select file_name from ops.ledger where status = ? order by snapshot_at, file_name",
             [PROCESSING],
         ).fetchall()
         return [row[0] for row in rows]
@@ -177,11 +178,24 @@ class Ledger:
             return None, None, None
         return row[0], row[1], row[2]
 
+    def succeeded_since(self, moment: datetime) -> bool:
+        """Whether any batch committed after `moment` (evidence the pipeline itself works)."""
+        row = self.con.execute(
+            "select count(*) from ops.ledger where status = 'done' and processed_at > ?",
+            [moment],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def pending_removals(self) -> int:
+        row = self.con.execute("select count(*) from ops.pending_removals").fetchone()
+        return int(row[0]) if row else 0
+
     def request_reprocess(self, file_names: list[str]) -> int:
         if not file_names:
             return 0
         self.con.execute(
-            "update ops.ledger set force = true where list_contains(?, file_name)",
+            "update ops.ledger set force = true, next_attempt_at = null "
+            "where list_contains(?, file_name)",
             [file_names],
         )
         return len(file_names)

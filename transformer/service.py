@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import queue
 import signal
+import sys
 import threading
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -24,33 +28,46 @@ from twitch_bi.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-RECONCILE_SECONDS = 60.0  # events are hints; a full scan of landing/ is the truth
 TICK_SECONDS = 0.5
 DEBOUNCE_SECONDS = 0.1
+# SIGTERM lets the running batch finish; if it has not after this long, the process
+# leaves it staged (recover() resumes it at start) and exits 0 before compose's
+# stop_grace_period (40 s) turns to SIGKILL.
+SHUTDOWN_DEADLINE_SECONDS = 25.0
+_EVENTS = {"created", "modified", "moved", "closed"}  # not opened / closed_no_write: our reads
 
 
 class LandingHandler(FileSystemEventHandler):
     """Only filters and enqueues: the worker does the work."""
 
-    def __init__(self, names: queue.Queue[str]) -> None:
+    def __init__(self, names: queue.Queue[tuple[str, bool]]) -> None:
         self.names = names
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or event.event_type not in {"created", "modified", "moved", "closed"}:
+        if event.is_directory or event.event_type not in _EVENTS:
             return
+        # A rename into place or a closed writer says the file is whole (if it is Parquet).
+        closed = event.event_type in {"closed", "moved"}
         for path in (event.src_path, getattr(event, "dest_path", "")):
-            name = Path(str(path)).name if path else ""
+            name = Path(os.fsdecode(path)).name if path else ""
             if name and is_candidate_name(name):
-                self.names.put(name)
+                self.names.put((name, closed))
 
 
 def _observer(settings: Settings, handler: LandingHandler) -> BaseObserver:
     # inotify sees nothing through Docker Desktop bind mounts, NFS or SMB; polling does.
     observer: BaseObserver = PollingObserver(timeout=1.0) if settings.watch_polling else Observer()
+    settings.layout.landing_streams.mkdir(parents=True, exist_ok=True)
     observer.schedule(handler, str(settings.layout.landing_streams), recursive=False)
     observer.daemon = True
     observer.start()
     return observer
+
+
+def _observer_alive(observer: BaseObserver) -> bool:
+    # The observer thread outlives its emitters: when the watched folder is deleted or
+    # remounted, inotify's emitter thread stops and the observer goes on, deaf.
+    return observer.is_alive() and all(emitter.is_alive() for emitter in observer.emitters)
 
 
 class WatchService:
@@ -60,28 +77,35 @@ class WatchService:
         self.settings = settings
         self.options = options or WorkerOptions()
         self.stopping = threading.Event()
-        self.names: queue.Queue[str] = queue.Queue()
+        self.names: queue.Queue[tuple[str, bool]] = queue.Queue()
         self.handler = LandingHandler(self.names)
-        self.pending_count = 0
+        self._status: dict[str, Any] = {}
+        self._status_lock = threading.Lock()
+        self._busy_since: str | None = None
 
     def run(self) -> int:
         lock = control.TransformerLock(self.settings)
         if not lock.acquire():
             log.error("transformer_already_running", lock=str(lock.path))
             return 1
+        heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         worker = Worker(self.settings, self.options)
+        worker.stop_requested = self.stopping.is_set
         try:
-            worker.start()
+            # Observer first: a file landing during the start-up scan is not missed.
             observer = _observer(self.settings, self.handler)
+            self._busy_since = datetime.now(UTC).isoformat()
+            heartbeat.start()
+            worker.start()
+            self._busy_since = None
             log.info(
                 "transformer_started",
                 landing=str(self.settings.layout.landing_streams),
                 polling=self.settings.watch_polling,
             )
             self._loop(worker, observer)
-            observer.stop()
-            observer.join(timeout=5)
         finally:
+            self.stopping.set()
             worker.close()
             lock.release()
         log.info("transformer_stopped")
@@ -89,49 +113,52 @@ class WatchService:
 
     def _loop(self, worker: Worker, observer: BaseObserver) -> None:
         full_scan_due = 0.0  # scan everything on the first pass
-        beat_due = 0.0
         while not self.stopping.is_set():
-            names = self._drain()
-            if not observer.is_alive():
-                log.error("observer_died_restarting")
+            names, closed = self._drain()
+            if not _observer_alive(observer):
+                log.error("observer_died", restarting=True)
+                observer.stop()
                 observer = _observer(self.settings, self.handler)
+                log.info("observer_restarted")
                 full_scan_due = 0.0
             if self._apply_requests(worker):
                 full_scan_due = 0.0
 
             now = time.monotonic()
-            if now >= full_scan_due or worker.waiting:
-                pending = worker.pending()
-                full_scan_due = now + RECONCILE_SECONDS
-            elif names:
-                pending = worker.pending(names)
+            if now >= full_scan_due:
+                pending = worker.pending(names, closed, scan=True)
+                full_scan_due = now + self.options.reconcile_seconds
+                self._refresh_status(worker, len(pending))
+            elif names or worker.waiting:
+                pending = worker.pending(names, closed)
+                self._refresh_status(worker, len(pending))
             else:
                 pending = []
-            self.pending_count = len(pending) + worker.waiting
-
             if pending:
                 self._process(worker, pending)
-                beat_due = 0.0
-            if time.monotonic() >= beat_due:
-                self._write_status(worker)
-                beat_due = time.monotonic() + HEARTBEAT_SECONDS
-
+                self._refresh_status(worker, 0)
         observer.stop()
-        self._write_status(worker)
+        observer.join(timeout=5)
 
-    def _drain(self) -> set[str]:
+    def _drain(self) -> tuple[set[str], set[str]]:
         names: set[str] = set()
+        closed: set[str] = set()
         try:
-            names.add(self.names.get(timeout=TICK_SECONDS))
+            first = self.names.get(timeout=TICK_SECONDS)
         except queue.Empty:
-            return names
+            return names, closed
         # A copy or rename fires several events; let them all arrive, then work once.
         time.sleep(DEBOUNCE_SECONDS)
-        while True:
+        item: tuple[str, bool] | None = first
+        while item is not None:
+            names.add(item[0])
+            if item[1]:
+                closed.add(item[0])
             try:
-                names.add(self.names.get_nowait())
+                item = self.names.get_nowait()
             except queue.Empty:
-                return names
+                item = None
+        return names, closed
 
     def _process(self, worker: Worker, pending: list[Path]) -> None:
         batches = worker.plan(pending)
@@ -139,20 +166,34 @@ class WatchService:
             if self.stopping.is_set():
                 log.info("batches_deferred_for_shutdown", batches=len(batches) - index)
                 return
+            self._busy_since = datetime.now(UTC).isoformat()
             try:
                 worker.process_batch(batch)
             except Exception as error:
+                # A bug or a broken disk: the batch stays staged and is resumed below.
                 worker.last_error = f"{type(error).__name__}: {error}"
                 log.exception("batch_crashed", files=len(batch))
-            self.pending_count = sum(len(rest) for rest in batches[index + 1 :])
-            self._write_status(worker)
+                self._resume_later(worker)
+                return
+            finally:
+                self._busy_since = None
+            self._refresh_status(worker, sum(len(rest) for rest in batches[index + 1 :]))
+
+    def _resume_later(self, worker: Worker) -> None:
+        # Give the disk or the database a moment before the staged batch is replayed.
+        self.stopping.wait(self.options.retry_base_seconds)
+        if not self.stopping.is_set():
+            try:
+                worker.recover()
+            except Exception:
+                log.exception("batch_resume_failed")
 
     def _apply_requests(self, worker: Worker) -> bool:
         applied = False
         for path, request in control.pending_requests(self.settings):
             action = request.get("action")
             if action == "reprocess":
-                names = list(request.get("files") or [])
+                names = [name for name in request.get("files") or [] if worker.ledger.get(name)]
                 worker.force(names)
                 if request.get("since"):
                     since = datetime.combine(
@@ -169,41 +210,71 @@ class WatchService:
             applied = True
         return applied
 
-    def _write_status(self, worker: Worker) -> None:
+    def _refresh_status(self, worker: Worker, pending: int) -> None:
         counts = worker.ledger.counts()
         last_file, last_at, last_snapshot = worker.ledger.last_processed()
         newest_name, newest_at = newest_landed(self.settings)
         lag = None
-        if newest_at is not None:
-            lag = max(0.0, (newest_at - last_snapshot).total_seconds()) if last_snapshot else None
-        write_status(
-            self.settings,
-            processed=counts.get("done", 0),
-            pending=self.pending_count,
-            failed=counts.get("failed", 0),
-            quarantined=counts.get("quarantined", 0),
-            last_file=last_file,
-            last_processed_at=last_at.isoformat() if last_at else None,
-            newest_landed=newest_name,
-            lag_seconds=lag,
-            last_error=worker.last_error,
-        )
+        if newest_at is not None and last_snapshot is not None:
+            lag = max(0.0, (newest_at - last_snapshot).total_seconds())
+        with self._status_lock:
+            self._status = {
+                "processed": counts.get("done", 0),
+                "pending": pending + worker.waiting,
+                "waiting_incomplete": worker.waiting,
+                "failed": counts.get("failed", 0),
+                "quarantined": counts.get("quarantined", 0),
+                "last_file": last_file,
+                "last_processed_at": last_at.isoformat() if last_at else None,
+                "newest_landed": newest_name,
+                "lag_seconds": lag,
+                "last_error": worker.last_error,
+            }
+        self._write_status()
+
+    def _write_status(self) -> None:
+        with self._status_lock:
+            values = dict(self._status)
+        write_status(self.settings, busy_since=self._busy_since, **values)
+
+    def _heartbeat(self) -> None:
+        """Write the status file every few seconds, even while a long batch runs."""
+        while not self.stopping.wait(HEARTBEAT_SECONDS):
+            try:
+                self._write_status()
+            except OSError:
+                log.exception("heartbeat_failed")
+        self._write_status()
 
 
-def run_watch(settings: Settings) -> int:
+def run_watch(settings: Settings, options: WorkerOptions | None = None) -> int:
     """`twitch-bi watch`: run until SIGTERM or SIGINT, then finish the batch and exit 0."""
-    service = WatchService(settings)
+    service = WatchService(settings, options or WorkerOptions.from_env())
 
     def stop(signum: int, _frame: FrameType | None) -> None:
+        if service.stopping.is_set():
+            return
         log.info("transformer_stopping", signal=signal.Signals(signum).name)
         service.stopping.set()
+        deadline = threading.Timer(SHUTDOWN_DEADLINE_SECONDS, _leave_batch_staged)
+        deadline.daemon = True
+        deadline.start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     return service.run()
 
 
-def run_rebuild(settings: Settings) -> int:
+def _leave_batch_staged() -> None:
+    log.warning("shutdown_deadline_reached", seconds=SHUTDOWN_DEADLINE_SECONDS, resumed_at="start")
+    logging.shutdown()
+    sys.stdout.flush()
+    # The batch is staged in the warehouse and every later step is replayed at start,
+    # so leaving now loses nothing (the kill -9 test proves it).
+    os._exit(0)
+
+
+def run_rebuild(settings: Settings, options: WorkerOptions | None = None) -> int:
     """`twitch-bi rebuild`: here if no transformer runs, else ask the running one to do it."""
     lock = control.TransformerLock(settings)
     if not lock.acquire():
@@ -211,7 +282,7 @@ def run_rebuild(settings: Settings) -> int:
         log.info("rebuild_requested", by="running transformer")
         return 0
     try:
-        worker = Worker(settings)
+        worker = Worker(settings, options or WorkerOptions.from_env())
         try:
             worker.start()
             worker.reset()
@@ -221,6 +292,7 @@ def run_rebuild(settings: Settings) -> int:
                 "rebuild_finished",
                 files=sum(len(result.files) for result in results),
                 rows=sum(result.rows for result in results),
+                quarantined=sum(len(result.quarantined) for result in results),
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
         finally:

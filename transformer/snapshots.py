@@ -130,6 +130,10 @@ def inspect(con: duckdb.DuckDBPyConnection, path: Path) -> Snapshot:
             from ({select_sql})
             """
         ).fetchone()
+    except duckdb.OutOfMemoryException as error:
+        raise InvalidSnapshot(
+            f"too large to validate within DUCKDB_MEMORY_LIMIT: {_first_line(error)}", "TooLarge"
+        ) from None
     except duckdb.Error as error:
         raise InvalidSnapshot(
             f"cannot read the rows as the contract's types: {_first_line(error)}", "BadType"
@@ -149,8 +153,8 @@ def inspect(con: duckdb.DuckDBPyConnection, path: Path) -> Snapshot:
         raise InvalidSnapshot(f"negative viewer_count ({min_viewers})", "NegativeViewers")
     if null_snapshots or snapshots != 1 or snapshot_at is None:
         raise InvalidSnapshot(
-            "snapshot_at must hold one time on every row "
-            f"({snapshots} distinct, {null_snapshots} null)",
+            "snapshot_at must hold one and the same time on every row "
+            f"({snapshots} distinct times, {null_snapshots} row(s) empty or not a time)",
             "BadSnapshotTime",
         )
     return Snapshot(path, snapshot_at.astimezone(UTC), int(rows), select_sql)
@@ -162,7 +166,8 @@ def _snapshot_expression(path: Path, types: dict[str, str]) -> str:
             raise InvalidSnapshot(
                 f"snapshot_at is {types['snapshot_at']}, expected a timestamp", "BadSnapshotTime"
             )
-        return 'cast("snapshot_at" as timestamptz)'
+        # A text column that is no time becomes null here and is reported below by name.
+        return 'try_cast("snapshot_at" as timestamptz)'
     from_name = snapshot_time_from_name(path.name)
     if from_name is None:
         raise InvalidSnapshot(

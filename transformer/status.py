@@ -14,7 +14,8 @@ STATUS_FILE = "transformer.status.json"
 # The worker writes the status at least this often; compose calls it unhealthy after
 # three missed beats.
 HEARTBEAT_SECONDS = 10.0
-# While a backlog is worked through, the status is written after each batch instead.
+# A heartbeat thread writes the status during batches too; should one long DuckDB call
+# still hold it up, a stale beat with files pending is tolerated this long.
 BACKLOG_BEAT_SECONDS = 900.0
 
 # What the extractor writes (extractor/service.py), read here for its health check.
@@ -23,6 +24,8 @@ EXTRACTOR_STATUS_FILE = "extractor.status.json"
 CRAWL_GRACE_SECONDS = 600.0
 # This many failed crawls in a row make the extractor unhealthy (Twitch down, credentials).
 MAX_FAILED_CRAWLS = 3
+# One batch taking longer than this means the worker is stuck (a normal one takes seconds).
+STUCK_BATCH_SECONDS = 1800.0
 
 
 def write_status(settings: Settings, **values: Any) -> None:
@@ -71,7 +74,13 @@ def format_status(status: dict[str, Any]) -> str:
         f"transformer: {'running' if status.get('running') else 'NOT running'}"
         f" (heartbeat {status.get('heartbeat_age_seconds')} s ago, pid {status.get('pid')})",
         f"processed:   {status.get('processed', 0)} files",
-        f"pending:     {status.get('pending', 0)} files",
+        f"pending:     {status.get('pending', 0)} files"
+        + (
+            f" ({status['waiting_incomplete']} still being written)"
+            if status.get("waiting_incomplete")
+            else ""
+        ),
+        f"failed:      {status.get('failed', 0)} files (retried later)",
         f"quarantined: {status.get('quarantined_files', 0)} files",
         f"last file:   {status.get('last_file') or '-'}"
         f" at {status.get('last_processed_at') or '-'}",
@@ -93,6 +102,9 @@ def health(settings: Settings, service: str) -> str | None:
 def _transformer_health(status: dict[str, Any]) -> str | None:
     if not status.get("updated_at"):
         return "no status file yet (still starting?)"
+    busy = _seconds_since(status.get("busy_since"))
+    if busy is not None and busy > STUCK_BATCH_SECONDS:
+        return f"one batch has been running for {busy:.0f} s"
     age = float(status.get("heartbeat_age_seconds") or 0.0)
     if age <= 3 * HEARTBEAT_SECONDS:
         return None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -28,11 +30,9 @@ from transformer.quarantine import quarantine
 from transformer.snapshots import InvalidSnapshot, Snapshot, has_parquet_footer, inspect
 from twitch_bi import healthchecks
 from twitch_bi.contract import is_candidate_name, snapshot_time_from_name
-from twitch_bi.settings import Settings
+from twitch_bi.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
-
-MAX_ATTEMPTS = 3
 
 
 @dataclass
@@ -40,26 +40,71 @@ class WorkerOptions:
     """Knobs with defaults that suit a VPS; tests and benchmarks turn them."""
 
     max_batch_files: int = 48
-    # A file without a whole Parquet footer is waited for until its size has not
-    # changed for this long; then it is read (and quarantined if it is not Parquet).
-    settle_seconds: float = 5.0
+    # A file without a whole Parquet footer is waited for. After a close event it is read
+    # (and quarantined if it is not Parquet) once its size has been still this long ...
+    settle_seconds: float = 2.0
+    # ... and without one (polling observer, a file found by a scan) after this long: a
+    # slow copy over a network share must not be mistaken for a truncated file.
+    stall_seconds: float = 300.0
+    # A batch that failed for a reason not blamed on its data is retried after a delay
+    # that doubles with every attempt, from the base up to the cap.
+    retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 3600.0
+    # A file that failed alone this often, while other files landed in between, is
+    # blamed for it and quarantined; until then it is only retried.
+    max_attempts: int = 3
+    reconcile_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls) -> WorkerOptions:
+        """Defaults, overridden by TRANSFORMER_* variables (for tuning and tests)."""
+        options = cls()
+        knobs = {
+            "TRANSFORMER_BATCH_FILES": "max_batch_files",
+            "TRANSFORMER_SETTLE_SECONDS": "settle_seconds",
+            "TRANSFORMER_STALL_SECONDS": "stall_seconds",
+            "TRANSFORMER_RETRY_SECONDS": "retry_base_seconds",
+            "TRANSFORMER_RECONCILE_SECONDS": "reconcile_seconds",
+        }
+        for variable, name in knobs.items():
+            value = os.environ.get(variable, "").strip()
+            if not value:
+                continue
+            try:
+                number = type(getattr(options, name))(float(value))
+            except ValueError:
+                raise SettingsError(f"{variable} must be a number, got {value!r}") from None
+            if number <= 0:
+                raise SettingsError(f"{variable} must be greater than 0, got {value!r}")
+            setattr(options, name, number)
+        return options
 
 
 @dataclass
 class _Waiting:
     size: int
     since: float
+    closed: bool
 
 
 @dataclass
 class BatchResult:
-    """What a batch did, for the log line and the status file."""
+    """What a batch did, for the log line, the status file and the healthcheck ping."""
 
     files: list[str] = field(default_factory=list)
     rows: int = 0
     quarantined: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     partitions_written: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: BatchResult) -> None:
+        self.files += other.files
+        self.rows += other.rows
+        self.quarantined += other.quarantined
+        self.failed += other.failed
+        self.partitions_written += other.partitions_written
+        self.errors += other.errors
 
 
 class Worker:
@@ -72,6 +117,8 @@ class Worker:
         self.dbt = DbtProject(self.layout.root)
         self._waiting: dict[str, _Waiting] = {}
         self.last_error: str | None = None
+        # The service sets this on SIGTERM: a split batch then stops between its halves.
+        self.stop_requested: Callable[[], bool] = lambda: False
         self._open()
 
     # -- connection ---------------------------------------------------------------------
@@ -95,13 +142,23 @@ class Worker:
 
     # -- what is pending ------------------------------------------------------------------
 
-    def pending(self, names: set[str] | None = None) -> list[Path]:
-        """Landed files that need processing and are complete, oldest snapshot first."""
+    def pending(
+        self, names: Iterable[str] | None = None, closed: Iterable[str] = (), scan: bool = False
+    ) -> list[Path]:
+        """Landed files that need processing and are complete, oldest snapshot first.
+
+        Without `names` (or with `scan`) every file in landing/streams/ is looked at (the
+        reconciliation scan); else the files events hinted at and the ones still awaited.
+        `closed` names files a writer was seen closing.
+        """
         folder = self.layout.landing_streams
-        if names is None:
+        hinted = set(names) if names is not None else set()
+        if names is None or scan:
             candidates = [path for path in folder.iterdir() if is_candidate_name(path.name)]
         else:
-            candidates = [folder / name for name in names if is_candidate_name(name)]
+            wanted = hinted | set(self._waiting)
+            candidates = [folder / name for name in sorted(wanted) if is_candidate_name(name)]
+        closed = set(closed)
         entries = self.ledger.entries()
         ready = []
         for path in candidates:
@@ -113,39 +170,55 @@ class Worker:
             if not path.is_file():
                 continue
             entry = entries.get(path.name)
-            if not self._needs_processing(path, stat.st_size, stat.st_mtime_ns, entry):
+            if not self._needs_processing(path, stat, entry, path.name in hinted):
                 continue
-            if self._is_complete(path, stat.st_size):
+            if self._is_complete(path, stat.st_size, path.name in closed):
                 ready.append(path)
         return sorted(ready, key=_snapshot_order)
 
-    def _needs_processing(self, path: Path, size: int, mtime_ns: int, entry: Entry | None) -> bool:
-        if entry is None or entry.force or entry.status == QUARANTINED:
+    def _needs_processing(
+        self, path: Path, stat: os.stat_result, entry: Entry | None, hinted: bool
+    ) -> bool:
+        if entry is None or entry.force:
             return True
         if entry.status == PROCESSING:
             return False  # an interrupted batch: recover() owns it
+        same_stat = entry.size_bytes == stat.st_size and entry.mtime_ns == stat.st_mtime_ns
+        if same_stat and not hinted:
+            unchanged = True
+        else:
+            try:
+                unchanged = file_facts(path).content_hash == entry.content_hash
+            except FileNotFoundError:
+                return False
+        if not unchanged:
+            return True  # new content under a known name: it replaces that snapshot
+        if entry.status == QUARANTINED:
+            # Its ledger row says quarantined but the move did not happen (a crash
+            # between the two): finish it.
+            self._finish_quarantine(path)
+            return False
         if entry.status == FAILED:
-            return entry.attempts < MAX_ATTEMPTS
-        if entry.size_bytes == size and entry.mtime_ns == mtime_ns:
-            return False
-        facts = file_facts(path)
-        if facts.content_hash == entry.content_hash:
-            self.ledger.upsert(path.name, mtime_ns=mtime_ns, size_bytes=size)
-            log.info("file_unchanged_skipped", file=path.name)
-            return False
-        return True
+            return entry.next_attempt_at is None or entry.next_attempt_at <= datetime.now(UTC)
+        if not same_stat:
+            self.ledger.upsert(path.name, mtime_ns=stat.st_mtime_ns, size_bytes=stat.st_size)
+        if hinted:
+            log.info("file_unchanged_skipped", file=path.name, status=entry.status)
+        return False
 
-    def _is_complete(self, path: Path, size: int) -> bool:
+    def _is_complete(self, path: Path, size: int, closed: bool) -> bool:
         if has_parquet_footer(path):
             self._waiting.pop(path.name, None)
             return True
         now = time.monotonic()
         waiting = self._waiting.get(path.name)
         if waiting is None or waiting.size != size:
-            self._waiting[path.name] = _Waiting(size, now)
+            waiting = _Waiting(size, now, closed=False)
+            self._waiting[path.name] = waiting
             log.debug("file_incomplete_waiting", file=path.name, size_bytes=size)
-            return False
-        if now - waiting.since >= self.options.settle_seconds:
+        waiting.closed = waiting.closed or closed
+        limit = self.options.settle_seconds if waiting.closed else self.options.stall_seconds
+        if now - waiting.since >= limit:
             del self._waiting[path.name]
             return True  # it stopped growing without a footer: let validation say why
         return False
@@ -173,16 +246,45 @@ class Worker:
         return [self.process_batch(batch) for batch in self.plan(paths)]
 
     def process_batch(self, paths: list[Path]) -> BatchResult:
-        """Validate, load, run dbt, export, then mark the files done."""
+        """Validate, load, run dbt, export, then mark the files done; ping the healthcheck."""
+        result = self._batch(paths)
+        problems = result.quarantined + result.failed
+        if problems:
+            healthchecks.ping(
+                self.settings.transformer_healthcheck_url,
+                "fail",
+                "\n".join(
+                    [f"files landed={len(result.files)} not landed={problems}", *result.errors]
+                ),
+            )
+        elif result.files:
+            healthchecks.ping(
+                self.settings.transformer_healthcheck_url,
+                "",
+                f"files={len(result.files)} rows={result.rows}",
+            )
+        return result
+
+    def _batch(self, paths: list[Path]) -> BatchResult:
         started = time.monotonic()
-        batch_id = uuid.uuid4().hex[:12]
         result = BatchResult()
+        batch_id = uuid.uuid4().hex[:12]
         structlog.contextvars.bind_contextvars(batch_id=batch_id)
         try:
+            log.debug("batch_started", files=len(paths))
             snapshots = self._validate(paths, result)
+            validated = time.monotonic()
             if snapshots:
-                self._stage(snapshots, batch_id)
-                self._finish(result, started)
+                try:
+                    self._stage(snapshots, batch_id)
+                except duckdb.Error as error:
+                    outcome = DbtOutcome(success=False, duration_ms=0)
+                    outcome.messages.append(f"loading the batch failed: {error}")
+                    self._failed([s.path.name for s, _ in snapshots], outcome, result)
+                    return result
+                self._run(result, started, validate_ms=_ms(started, validated))
+            elif self.ledger.pending_removals():
+                self._run(result, started)
         finally:
             structlog.contextvars.unbind_contextvars("batch_id")
         return result
@@ -191,6 +293,7 @@ class Worker:
         valid: list[tuple[Snapshot, FileFacts]] = []
         taken: dict[datetime, str] = {}
         for path in paths:
+            facts = None
             try:
                 facts = file_facts(path)
                 snapshot = inspect(self.con, path)
@@ -207,15 +310,20 @@ class Worker:
                 log.warning("file_vanished", file=path.name)
                 continue
             except InvalidSnapshot as error:
-                self._quarantine(path, error.reason, error.error_class)
+                self._quarantine_invalid(path, error.reason, error.error_class, facts)
                 result.quarantined.append(path.name)
+                result.errors.append(f"{path.name}: {error.reason}")
                 continue
             taken[snapshot.snapshot_at] = path.name
             valid.append((snapshot, facts))
         return valid
 
     def _stage(self, snapshots: list[tuple[Snapshot, FileFacts]], batch_id: str) -> None:
-        """Load the batch's rows and mark its files `processing`, in one transaction."""
+        """Load the batch's rows and mark its files `processing`, in one transaction.
+
+        From here on the batch is a redo log: every later step (dbt, exports) is
+        idempotent and is replayed by recover() if the process dies before `done`.
+        """
         con = self.con
         con.begin()
         try:
@@ -233,6 +341,7 @@ class Worker:
                         "insert into ops.pending_removals values (?, ?)",
                         [previous.snapshot_at, f"{facts.name} now holds another time"],
                     )
+                retried = previous is not None and previous.status == FAILED
                 self.ledger.upsert(
                     facts.name,
                     status=PROCESSING,
@@ -241,8 +350,8 @@ class Worker:
                     content_hash=facts.content_hash,
                     snapshot_at=snapshot.snapshot_at,
                     row_count=snapshot.rows,
-                    attempts=(previous.attempts if previous and previous.status == FAILED else 0)
-                    + 1,
+                    attempts=(previous.attempts if previous and retried else 0) + 1,
+                    failed_since=previous.failed_since if previous and retried else None,
                     force=False,
                     error=None,
                     error_class=None,
@@ -254,28 +363,42 @@ class Worker:
             raise
 
     def recover(self) -> None:
-        """Finish a batch that a crash interrupted after it was staged."""
+        """Finish what a crash interrupted: a staged batch, or removals not yet applied."""
+        exports.remove_partials(self.layout.reporting)
         names = self.ledger.processing()
-        if not names:
+        if names:
+            log.warning("batch_resumed", files=len(names))
+        elif not self.ledger.pending_removals():
             return
-        log.warning("batch_resumed", files=len(names))
-        self._finish(BatchResult(), time.monotonic())
+        result = BatchResult()
+        self._run(result, time.monotonic())
 
-    def _finish(self, result: BatchResult, started: float) -> None:
+    def _run(
+        self, result: BatchResult, started: float, validate_ms: int = 0, repair: bool = False
+    ) -> None:
+        """dbt over the staged batch, the exports it calls for, then `done` for its files."""
         names = self.ledger.processing()
         rows = self.con.execute("select count(*) from landing.batch_streams").fetchone()
-        result.files = names
-        result.rows = int(rows[0]) if rows else 0
+        batch_rows = int(rows[0]) if rows else 0
 
         outcome = self.dbt.build_batch()
+        exported = time.monotonic()
+        written: list[exports.Written] = []
+        if outcome.success:
+            try:
+                written = exports.export_changes(self.con, self.specs, self.layout.reporting)
+            except (OSError, duckdb.Error) as error:
+                outcome.success = False
+                outcome.messages.append(f"export failed: {type(error).__name__}: {error}")
+            exported = time.monotonic()
         if not outcome.success:
-            self._fail(names, outcome, result)
+            if repair:
+                log.error("repair_failed", error="; ".join(outcome.messages)[:2000])
+            else:
+                self._failed(names, outcome, result)
             return
 
-        written = exports.export_changes(self.con, self.specs, self.layout.reporting)
-        result.partitions_written = len(written)
-        duration_ms = int((time.monotonic() - started) * 1000)
-
+        duration_ms = _ms(started, time.monotonic())
         con = self.con
         con.begin()
         try:
@@ -283,7 +406,7 @@ class Worker:
                 """
                 update ops.ledger
                 set status = 'done', processed_at = ?, duration_ms = ?, error = null,
-                    error_class = null
+                    error_class = null, failed_since = null, next_attempt_at = null
                 where status = 'processing'
                 """,
                 [datetime.now(UTC), duration_ms],
@@ -295,66 +418,196 @@ class Worker:
             con.rollback()
             raise
         self.last_error = None
+        result.files += names
+        result.rows += batch_rows
+        result.partitions_written += len(written)
         log.info(
-            "batch_processed",
+            "batch_processed" if names else "removals_applied",
             files=len(names),
-            rows=result.rows,
+            rows=batch_rows,
             partitions=len(written),
+            validate_ms=validate_ms,
             dbt_ms=outcome.duration_ms,
+            export_ms=_ms(started, exported) - validate_ms - outcome.duration_ms,
             duration_ms=duration_ms,
             first_file=names[0] if names else None,
             last_file=names[-1] if names else None,
         )
-        healthchecks.ping(
-            self.settings.transformer_healthcheck_url,
-            "",
-            f"files={len(names)} rows={result.rows} duration_ms={duration_ms}",
-        )
 
-    def _fail(self, names: list[str], outcome: DbtOutcome, result: BatchResult) -> None:
+    def _failed(self, names: list[str], outcome: DbtOutcome, result: BatchResult) -> None:
+        """Decide, file by file, between splitting the batch, retrying later and quarantine.
+
+        A failing data test (or running out of memory) is the data's fault: the batch is
+        split until the file(s) to blame are alone, and those are quarantined while the
+        rest lands. Anything else (a model error, a full disk, a locked file) is presumed
+        not to be: the files are retried with a growing delay, and a file is quarantined
+        only after it failed alone `max_attempts` times while other files landed.
+        """
         message = "; ".join(outcome.messages)[:4000] or "dbt failed"
         self.last_error = message
+        blamed_on_data = outcome.data_problem or outcome.out_of_memory
         log.error(
             "batch_failed",
             files=len(names),
             failed_tests=outcome.failed_tests,
             failed_models=outcome.failed_models,
+            blamed_on_data=blamed_on_data,
             error=message,
         )
-        healthchecks.ping(self.settings.transformer_healthcheck_url, "fail", message)
+        result.errors.append(message)
+        entries = self.ledger.entries()
+        now = datetime.now(UTC)
+
+        if blamed_on_data and len(names) > 1:
+            self._unstage(
+                names, entries, {name: (FAILED, message, now) for name in names}, split=True
+            )
+            half = len(names) // 2
+            log.warning("batch_split", files=len(names), first=half, second=len(names) - half)
+            for part in (names[:half], names[half:]):
+                if self.stop_requested():
+                    return
+                result.merge(self._batch([self.layout.landing_streams / name for name in part]))
+            return
+
+        decisions: dict[str, tuple[str, str, datetime | None]] = {}
+        reasons: dict[str, tuple[str, str]] = {}
         for name in names:
-            entry = self.ledger.get(name)
+            entry = entries.get(name)
             attempts = entry.attempts if entry else 1
-            single = len(names) == 1
-            if (single and outcome.data_problem) or attempts >= MAX_ATTEMPTS:
-                reason = (
-                    f"dbt data test(s) failed: {', '.join(outcome.failed_tests)}"
-                    if outcome.data_problem
-                    else f"dbt failed {attempts} times: {message}"
+            failed_since = (entry.failed_since if entry else None) or now
+            if blamed_on_data:
+                if outcome.out_of_memory:
+                    reasons[name] = (
+                        "too large for DUCKDB_MEMORY_LIMIT="
+                        f"{self.settings.duckdb_memory_limit}: {message}",
+                        "TooLarge",
+                    )
+                else:
+                    reasons[name] = (
+                        f"dbt data test(s) failed: {', '.join(outcome.failed_tests)}",
+                        "DataTestFailed",
+                    )
+            elif (
+                len(names) == 1
+                and attempts >= self.options.max_attempts
+                and self.ledger.succeeded_since(failed_since)
+            ):
+                reasons[name] = (
+                    f"dbt failed on this file alone {attempts} times while other files "
+                    f"landed: {message}",
+                    "DbtFailed",
                 )
-                self._quarantine(
-                    self.layout.landing_streams / name,
-                    reason,
-                    "DataTestFailed" if outcome.data_problem else "DbtFailed",
-                    loaded=entry.snapshot_at if entry else None,
-                )
+            if name in reasons:
+                decisions[name] = (QUARANTINED, reasons[name][0], None)
                 result.quarantined.append(name)
             else:
-                self.ledger.upsert(name, status=FAILED, error=message, error_class="DbtFailed")
+                delay = min(
+                    self.options.retry_base_seconds * 2 ** max(attempts - 1, 0),
+                    self.options.retry_max_seconds,
+                )
+                decisions[name] = (FAILED, message, now + timedelta(seconds=delay))
                 result.failed.append(name)
+                log.warning("file_retry_scheduled", file=name, attempts=attempts, delay_s=delay)
+        self._unstage(names, entries, decisions, error_classes=reasons)
+        for name, (reason, error_class) in reasons.items():
+            self._finish_quarantine(self.layout.landing_streams / name, reason, error_class)
+        if self.ledger.pending_removals():
+            # Take the failed snapshots' rows back out of the marts and reporting now,
+            # so the warehouse stays what the `done` files make it.
+            self._run(BatchResult(), time.monotonic(), repair=True)
 
-    def _quarantine(
-        self, path: Path, reason: str, error_class: str, loaded: datetime | None = None
+    def _unstage(
+        self,
+        names: list[str],
+        entries: dict[str, Entry],
+        decisions: dict[str, tuple[str, str, datetime | None]],
+        error_classes: dict[str, tuple[str, str]] | None = None,
+        split: bool = False,
     ) -> None:
-        quarantine(path, self.layout.quarantine, reason, error_class)
-        self.ledger.upsert(
-            path.name, status=QUARANTINED, error=reason, error_class=error_class, force=False
-        )
-        if loaded is not None:
-            # Its rows may have reached the warehouse before dbt failed: take them out.
-            self.con.execute(
-                "insert into ops.pending_removals values (?, ?)", [loaded, "quarantined"]
+        """Take failed files out of the batch: new status, their snapshots to be removed.
+
+        A split is no attempt of its own: the halves count theirs.
+        """
+        now = datetime.now(UTC)
+        con = self.con
+        con.begin()
+        try:
+            for name in names:
+                status, error, next_attempt_at = decisions[name]
+                entry = entries.get(name)
+                error_class = (error_classes or {}).get(name, ("", "DbtFailed"))[1]
+                self.ledger.upsert(
+                    name,
+                    status=status,
+                    error=error[:4000],
+                    error_class=error_class,
+                    next_attempt_at=next_attempt_at,
+                    failed_since=(entry.failed_since if entry else None) or now,
+                )
+                if split and entry is not None:
+                    self.ledger.upsert(name, attempts=max(entry.attempts - 1, 0))
+                if entry is not None and entry.snapshot_at is not None:
+                    con.execute(
+                        "insert into ops.pending_removals values (?, ?)",
+                        [entry.snapshot_at, f"{name} {status}"],
+                    )
+            con.execute("delete from landing.batch_streams")
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+
+    def _quarantine_invalid(
+        self, path: Path, reason: str, error_class: str, facts: FileFacts | None
+    ) -> None:
+        """Quarantine a file that failed validation (its rows never reached the batch)."""
+        entry = self.ledger.get(path.name)
+        con = self.con
+        con.begin()
+        try:
+            # Record what was quarantined, so that the same content dropped again is
+            # recognised and a different one is not.
+            identity = (
+                {
+                    "size_bytes": facts.size,
+                    "mtime_ns": facts.mtime_ns,
+                    "content_hash": facts.content_hash,
+                }
+                if facts
+                else {}
             )
+            self.ledger.upsert(
+                path.name,
+                status=QUARANTINED,
+                error=reason,
+                error_class=error_class,
+                force=False,
+                next_attempt_at=None,
+                **identity,
+            )
+            if entry is not None and entry.snapshot_at is not None and entry.status == DONE:
+                # A bad file replaced a good one: the snapshot's rows go with the good one.
+                con.execute(
+                    "insert into ops.pending_removals values (?, ?)",
+                    [entry.snapshot_at, f"{path.name} quarantined"],
+                )
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        self._finish_quarantine(path, reason, error_class)
+
+    def _finish_quarantine(
+        self, path: Path, reason: str | None = None, error_class: str | None = None
+    ) -> None:
+        """Move a file whose ledger row already says quarantined out of landing/."""
+        if reason is None or error_class is None:
+            row = self.con.execute(
+                "select error, error_class from ops.ledger where file_name = ?", [path.name]
+            ).fetchone()
+            reason, error_class = (row[0], row[1]) if row else ("quarantined", "Unknown")
+        quarantine(path, self.layout.quarantine, reason or "quarantined", error_class or "Unknown")
         self.last_error = f"{path.name}: {reason}"
 
     # -- operations -------------------------------------------------------------------------
@@ -364,7 +617,10 @@ class Worker:
 
     def force_since(self, since: datetime) -> list[str]:
         rows = self.con.execute(
-            "select file_name from ops.ledger where snapshot_at >= ? and status = 'done'",
+            """
+            select file_name from ops.ledger
+            where snapshot_at >= ? and status in ('done', 'failed')
+            """,
             [since],
         ).fetchall()
         names = [row[0] for row in rows]
@@ -379,8 +635,13 @@ class Worker:
         if self.layout.reporting.exists():
             shutil.rmtree(self.layout.reporting)
         self.layout.ensure()
+        self._waiting.clear()
         self._open()
         log.info("warehouse_reset")
+
+
+def _ms(start: float, end: float) -> int:
+    return int((end - start) * 1000)
 
 
 def _snapshot_order(path: Path) -> tuple[str, str]:
