@@ -37,8 +37,8 @@ class DbtOutcome:
 
     success: bool
     duration_ms: int
-    failed_tests: list[str] = field(default_factory=list)
-    failed_models: list[str] = field(default_factory=list)
+    failed_tests: list[str] = field(default_factory=list)  # data tests that found rows
+    failed_models: list[str] = field(default_factory=list)  # nodes that errored
     messages: list[str] = field(default_factory=list)
 
     @property
@@ -130,11 +130,19 @@ class DbtProject:
             if status not in {"error", "fail"}:
                 continue
             node = node_result.node
-            if node.resource_type == "test":
+            # A test that *fails* found bad rows; one that errors (like a model that
+            # errors) could not run, which says nothing about the data.
+            if node.resource_type == "test" and status == "fail":
                 outcome.failed_tests.append(node.name)
             else:
                 outcome.failed_models.append(node.name)
             outcome.messages.append(f"{node.name}: {node_result.message}")
+        log.debug(
+            "dbt_invoked",
+            command=command,
+            success=outcome.success,
+            duration_ms=outcome.duration_ms,
+        )
         return outcome
 
     def build_batch(self) -> DbtOutcome:
