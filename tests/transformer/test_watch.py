@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -36,53 +39,93 @@ def processed(data_dir: Path) -> int:
     return int(status.get("processed", 0))
 
 
-def test_file_present_before_start_is_processed(
+def test_files_present_before_start_are_processed_in_one_batch_with_json_logs_only(
     spawn: Callable[..., Process], data_dir: Path
 ) -> None:
-    write_snapshot(data_dir, T0, size=300)
+    times = [T0 + timedelta(minutes=15 * index) for index in range(5)]
+    for moment in times:
+        write_snapshot(data_dir, moment, size=120)
 
-    watch = spawn(["watch"], service_env(data_dir))
-    watch.wait_for_event("batch_processed")
-
-    assert reporting_rows(data_dir, T0) == 300
+    watch = spawn(["watch"], service_env(data_dir, LOG_LEVEL="debug"))
+    [batch] = watch.wait_for_event("batch_processed")
     assert watch.stop() == 0
 
+    assert batch["files"] == 5
+    assert batch["rows"] == 600
+    assert all(reporting_rows(data_dir, moment) == 120 for moment in times)
+    builds = [line for line in watch.events("dbt_invoked") if line["command"] == "build"]
+    assert len(builds) == 1
+    # dbt's own events come through structlog as JSON lines: no coloured text, nothing raw.
+    text = watch.log_path.read_text(encoding="utf-8")
+    assert "\x1b[" not in text
+    assert all(json.loads(line)["service"] == "transformer" for line in text.splitlines())
+    assert len(watch.events("dbt_event")) > 5
 
+
+@pytest.mark.parametrize("polling", ["0", "1"], ids=["inotify", "polling"])
 def test_file_dropped_while_running_is_processed(
-    spawn: Callable[..., Process], data_dir: Path
+    spawn: Callable[..., Process], data_dir: Path, polling: str
 ) -> None:
-    watch = spawn(["watch"], service_env(data_dir))
-    watch.wait_for_event("transformer_started")
+    watch = spawn(["watch"], service_env(data_dir, WATCH_POLLING=polling))
+    [started] = watch.wait_for_event("transformer_started")
 
     write_snapshot(data_dir, T0, size=250)
 
     wait_until(lambda: reporting_rows(data_dir, T0) == 250, timeout=30)
     [batch] = watch.wait_for_event("batch_processed")
+    assert started["polling"] is (polling == "1")
     assert batch["files"] == 1
     assert batch["rows"] == 250
     assert watch.stop() == 0
 
 
-def test_non_parquet_file_is_quarantined_and_the_next_file_still_lands(
+def test_slow_copy_is_waited_for_and_ignored_names_are_left_alone(
+    spawn: Callable[..., Process], data_dir: Path, tmp_path: Path
+) -> None:
+    layout = Layout(data_dir)
+    source = write_snapshot(data_dir, T0, size=400, folder=tmp_path)
+    content = source.read_bytes()
+    ignored = [
+        f".streams_{T1:%Y%m%dT%H%M%SZ}.parquet",
+        f"streams_{T1:%Y%m%dT%H%M%SZ}.parquet.tmp",
+        f"streams_{T1:%Y%m%dT%H%M%SZ}.parquet.partial",
+    ]
+    for name in ignored:
+        (layout.landing_streams / name).write_bytes(content)
+    watch = spawn(["watch"], service_env(data_dir))
+    watch.wait_for_event("transformer_started")
+
+    # A hand copy that stalls half way for longer than the settle time, then finishes.
+    with open(layout.landing_streams / source.name, "wb") as copy:
+        copy.write(content[: len(content) // 2])
+        copy.flush()
+        time.sleep(3.5)
+        copy.write(content[len(content) // 2 :])
+
+    wait_until(lambda: reporting_rows(data_dir, T0) == 400, timeout=30)
+    assert watch.stop() == 0
+    assert not list(layout.quarantine.iterdir())
+    assert processed(data_dir) == 1
+    assert all((layout.landing_streams / name).exists() for name in ignored)
+    assert reporting_rows(data_dir, T1) == -1
+
+
+def test_observer_that_dies_is_noticed_and_restarted(
     spawn: Callable[..., Process], data_dir: Path
 ) -> None:
     layout = Layout(data_dir)
     watch = spawn(["watch"], service_env(data_dir))
     watch.wait_for_event("transformer_started")
 
-    bad = layout.landing_streams / "streams_20260302T100000Z.parquet"
-    bad.write_text("id,viewer_count\n1,2\n", encoding="utf-8")
-    [quarantined] = watch.wait_for_event("file_quarantined", timeout=30)
-    write_snapshot(data_dir, T1, size=200)
-    wait_until(lambda: reporting_rows(data_dir, T1) == 200, timeout=30)
+    # Deleting the watched folder (a remount does the same) stops inotify's emitter.
+    shutil.rmtree(layout.landing_streams)
+    [died] = watch.wait_for_event("observer_died", timeout=10)
+    layout.landing_streams.mkdir(parents=True, exist_ok=True)
+    watch.wait_for_event("observer_restarted", timeout=10)
+    write_snapshot(data_dir, T0, size=100)
 
-    reason = read_json(layout.quarantine / f"{bad.name}.error.json")
-    assert quarantined["file"] == bad.name
-    assert reason is not None
-    assert "not a readable Parquet file" in reason["reason"]
-    assert (layout.quarantine / bad.name).read_text(encoding="utf-8").startswith("id,viewer_count")
-    assert not bad.exists()
-    assert processed(data_dir) == 1
+    wait_until(lambda: reporting_rows(data_dir, T0) == 100, timeout=30)
+    assert died["level"] == "error"
     assert watch.stop() == 0
 
 
