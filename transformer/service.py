@@ -171,7 +171,7 @@ class WatchService:
                 worker.process_batch(batch)
             except Exception as error:
                 # A bug or a broken disk: the batch stays staged and is resumed below.
-                worker.last_error = f"{type(error).__name__}: {error}"
+                worker.note_error(f"{type(error).__name__}: {error}")
                 log.exception("batch_crashed", files=len(batch))
                 self._resume_later(worker)
                 return
@@ -229,6 +229,7 @@ class WatchService:
                 "newest_landed": newest_name,
                 "lag_seconds": lag,
                 "last_error": worker.last_error,
+                "last_error_at": worker.last_error_at.isoformat() if worker.last_error_at else None,
             }
         self._write_status()
 

@@ -86,7 +86,8 @@ def format_status(status: dict[str, Any]) -> str:
         f" at {status.get('last_processed_at') or '-'}",
         f"newest landed: {status.get('newest_landed') or '-'}",
         f"lag:         {status.get('lag_seconds', '-')} s behind the newest landed snapshot",
-        f"last error:  {status.get('last_error') or '-'}",
+        f"last error:  {status.get('last_error') or '-'}"
+        + (f" (at {status['last_error_at']})" if status.get("last_error_at") else ""),
     ]
     return "\n".join(lines)
 

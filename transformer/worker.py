@@ -116,7 +116,9 @@ class Worker:
         self.layout = settings.layout.ensure()
         self.dbt = DbtProject(self.layout.root)
         self._waiting: dict[str, _Waiting] = {}
+        # The most recent error, kept (with its time) until a newer one: `status` shows it.
         self.last_error: str | None = None
+        self.last_error_at: datetime | None = None
         # The service sets this on SIGTERM: a split batch then stops between its halves.
         self.stop_requested: Callable[[], bool] = lambda: False
         self._open()
@@ -172,7 +174,7 @@ class Worker:
             entry = entries.get(path.name)
             if not self._needs_processing(path, stat, entry, path.name in hinted):
                 continue
-            if self._is_complete(path, stat.st_size, path.name in closed):
+            if self._is_complete(path, stat, path.name in closed):
                 ready.append(path)
         return sorted(ready, key=_snapshot_order)
 
@@ -206,19 +208,22 @@ class Worker:
             log.info("file_unchanged_skipped", file=path.name, status=entry.status)
         return False
 
-    def _is_complete(self, path: Path, size: int, closed: bool) -> bool:
+    def _is_complete(self, path: Path, stat: os.stat_result, closed: bool) -> bool:
         if has_parquet_footer(path):
             self._waiting.pop(path.name, None)
             return True
         now = time.monotonic()
         waiting = self._waiting.get(path.name)
-        if waiting is None or waiting.size != size:
-            waiting = _Waiting(size, now, closed=False)
+        if waiting is None or waiting.size != stat.st_size:
+            waiting = _Waiting(stat.st_size, now, closed=False)
             self._waiting[path.name] = waiting
-            log.debug("file_incomplete_waiting", file=path.name, size_bytes=size)
+            log.debug("file_incomplete_waiting", file=path.name, size_bytes=stat.st_size)
         waiting.closed = waiting.closed or closed
         limit = self.options.settle_seconds if waiting.closed else self.options.stall_seconds
-        if now - waiting.since >= limit:
+        # Every write moves the modification time: a file found at start-up that has
+        # not changed for long is not being copied any more.
+        still = max(now - waiting.since, time.time() - stat.st_mtime)
+        if still >= limit:
             del self._waiting[path.name]
             return True  # it stopped growing without a footer: let validation say why
         return False
@@ -417,7 +422,6 @@ class Worker:
         except BaseException:
             con.rollback()
             raise
-        self.last_error = None
         result.files += names
         result.rows += batch_rows
         result.partitions_written += len(written)
@@ -444,7 +448,7 @@ class Worker:
         only after it failed alone `max_attempts` times while other files landed.
         """
         message = "; ".join(outcome.messages)[:4000] or "dbt failed"
-        self.last_error = message
+        self.note_error(message)
         blamed_on_data = outcome.data_problem or outcome.out_of_memory
         log.error(
             "batch_failed",
@@ -608,9 +612,13 @@ class Worker:
             ).fetchone()
             reason, error_class = (row[0], row[1]) if row else ("quarantined", "Unknown")
         quarantine(path, self.layout.quarantine, reason or "quarantined", error_class or "Unknown")
-        self.last_error = f"{path.name}: {reason}"
+        self.note_error(f"{path.name}: {reason}")
 
     # -- operations -------------------------------------------------------------------------
+
+    def note_error(self, message: str) -> None:
+        self.last_error = message
+        self.last_error_at = datetime.now(UTC)
 
     def force(self, names: list[str]) -> int:
         return self.ledger.request_reprocess(names)

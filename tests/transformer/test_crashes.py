@@ -49,10 +49,7 @@ def _wait_for_work(process: Process, timeout: float = 20) -> bool:
 
 
 def test_kill_9_at_random_moments_gives_the_output_of_a_clean_run(
-    spawn: Callable[..., Process],
-    data_dir: Path,
-    tmp_path: Path,
-    record_property: Callable[[str, object], None],
+    spawn: Callable[..., Process], data_dir: Path, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)  # noqa: S311 - a repeatable test order, not cryptography
     layout = Layout(data_dir)
@@ -96,9 +93,7 @@ def test_kill_9_at_random_moments_gives_the_output_of_a_clean_run(
 
     landed = sorted(layout.landing_streams.glob("*.parquet"))
     ledger = ledger_rows(data_dir)
-    record_property("kill_trials", kills)
-    record_property("sigterm_trials", terms)
-    assert kills + terms == TRIALS
+    assert (kills, terms) == (TRIALS - TRIALS // 4, TRIALS // 4)
     assert busy >= TRIALS // 2
     assert len(landed) == len(TIMES)
     assert {name: row["status"] for name, row in ledger.items()} == {
