@@ -40,6 +40,7 @@ class DbtOutcome:
     failed_tests: list[str] = field(default_factory=list)  # data tests that found rows
     failed_models: list[str] = field(default_factory=list)  # nodes that errored
     messages: list[str] = field(default_factory=list)
+    changed_marts: bool = False  # an incremental model ran: the marts may hold batch rows
 
     @property
     def data_problem(self) -> bool:
@@ -127,9 +128,13 @@ class DbtProject:
             outcome.messages.append(f"{type(result.exception).__name__}: {result.exception}")
         for node_result in getattr(result.result, "results", None) or []:
             status = str(node_result.status)
+            node = node_result.node
+            if status in {"success", "error"} and node.config.materialized == "incremental":
+                # An incremental model that ran (even one that then failed) may have
+                # replaced rows: the caller takes the batch's snapshots back out.
+                outcome.changed_marts = True
             if status not in {"error", "fail"}:
                 continue
-            node = node_result.node
             # A test that *fails* found bad rows; one that errors (like a model that
             # errors) could not run, which says nothing about the data.
             if node.resource_type == "test" and status == "fail":

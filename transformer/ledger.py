@@ -64,7 +64,7 @@ QUARANTINED = "quarantined"
 
 _ENTRY_COLUMNS = """
     file_name, size_bytes, mtime_ns, content_hash, snapshot_at, status, attempts, force,
-    failed_since, next_attempt_at
+    failed_since, next_attempt_at, processed_at
 """
 
 
@@ -102,6 +102,7 @@ class Entry:
     force: bool
     failed_since: datetime | None
     next_attempt_at: datetime | None
+    processed_at: datetime | None  # set when it was last done: its snapshot is in the marts
 
 
 class Ledger:

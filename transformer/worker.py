@@ -464,7 +464,11 @@ class Worker:
 
         if blamed_on_data and len(names) > 1:
             self._unstage(
-                names, entries, {name: (FAILED, message, now) for name in names}, split=True
+                names,
+                entries,
+                {name: (FAILED, message, now) for name in names},
+                split=True,
+                changed_marts=outcome.changed_marts,
             )
             half = len(names) // 2
             log.warning("batch_split", files=len(names), first=half, second=len(names) - half)
@@ -513,7 +517,9 @@ class Worker:
                 decisions[name] = (FAILED, message, now + timedelta(seconds=delay))
                 result.failed.append(name)
                 log.warning("file_retry_scheduled", file=name, attempts=attempts, delay_s=delay)
-        self._unstage(names, entries, decisions, error_classes=reasons)
+        self._unstage(
+            names, entries, decisions, error_classes=reasons, changed_marts=outcome.changed_marts
+        )
         for name, (reason, error_class) in reasons.items():
             self._finish_quarantine(self.layout.landing_streams / name, reason, error_class)
         if self.ledger.pending_removals():
@@ -528,9 +534,12 @@ class Worker:
         decisions: dict[str, tuple[str, str, datetime | None]],
         error_classes: dict[str, tuple[str, str]] | None = None,
         split: bool = False,
+        changed_marts: bool = True,
     ) -> None:
         """Take failed files out of the batch: new status, their snapshots to be removed.
 
+        A snapshot's rows must go if the failed run wrote them to the marts, or if an
+        earlier version of the file put them there; else there is nothing to take out.
         A split is no attempt of its own: the halves count theirs.
         """
         now = datetime.now(UTC)
@@ -551,7 +560,11 @@ class Worker:
                 )
                 if split and entry is not None:
                     self.ledger.upsert(name, attempts=max(entry.attempts - 1, 0))
-                if entry is not None and entry.snapshot_at is not None:
+                if (
+                    entry is not None
+                    and entry.snapshot_at is not None
+                    and (changed_marts or entry.processed_at is not None)
+                ):
                     con.execute(
                         "insert into ops.pending_removals values (?, ?)",
                         [entry.snapshot_at, f"{name} {status}"],
