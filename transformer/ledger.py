@@ -30,7 +30,8 @@ create table if not exists ops.ledger (
     duration_ms bigint,
     batch_id varchar,
     failed_since timestamptz,
-    next_attempt_at timestamptz
+    next_attempt_at timestamptz,
+    quarantined_at timestamptz
 );
 create table if not exists ops.pending_removals (
     snapshot_at timestamptz not null,
@@ -64,7 +65,7 @@ QUARANTINED = "quarantined"
 
 _ENTRY_COLUMNS = """
     file_name, size_bytes, mtime_ns, content_hash, snapshot_at, status, attempts, force,
-    failed_since, next_attempt_at, processed_at
+    failed_since, next_attempt_at, processed_at, quarantined_at
 """
 
 
@@ -103,6 +104,7 @@ class Entry:
     failed_since: datetime | None
     next_attempt_at: datetime | None
     processed_at: datetime | None  # set when it was last done: its snapshot is in the marts
+    quarantined_at: datetime | None  # set once the file was moved to quarantine/
 
 
 class Ledger:
@@ -112,7 +114,7 @@ class Ledger:
         self.con = con
         con.execute(DDL)
         # Warehouses made by an earlier version lack the retry columns.
-        for column in ("failed_since", "next_attempt_at"):
+        for column in ("failed_since", "next_attempt_at", "quarantined_at"):
             con.execute(f"alter table ops.ledger add column if not exists {column} timestamptz")
 
     def entries(self) -> dict[str, Entry]:

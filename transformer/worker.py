@@ -196,8 +196,9 @@ class Worker:
         if not unchanged:
             return True  # new content under a known name: it replaces that snapshot
         if entry.status == QUARANTINED:
-            # Its ledger row says quarantined but the move did not happen (a crash
-            # between the two): finish it.
+            if entry.quarantined_at is not None:
+                return True  # moved out before and dropped again on purpose: try again
+            # Its ledger row says quarantined but a crash came before the move: finish it.
             self._finish_quarantine(path)
             return False
         if entry.status == FAILED:
@@ -486,9 +487,10 @@ class Worker:
             failed_since = (entry.failed_since if entry else None) or now
             if blamed_on_data:
                 if outcome.out_of_memory:
+                    detail = next(m for m in outcome.messages if "Out of Memory" in m)
                     reasons[name] = (
                         "too large for DUCKDB_MEMORY_LIMIT="
-                        f"{self.settings.duckdb_memory_limit}: {message}",
+                        f"{self.settings.duckdb_memory_limit}: {detail.strip().splitlines()[0]}",
                         "TooLarge",
                     )
                 else:
@@ -553,6 +555,7 @@ class Worker:
                 self.ledger.upsert(
                     name,
                     status=status,
+                    quarantined_at=None,
                     error=error[:4000],
                     error_class=error_class,
                     next_attempt_at=next_attempt_at,
@@ -601,6 +604,7 @@ class Worker:
                 error_class=error_class,
                 force=False,
                 next_attempt_at=None,
+                quarantined_at=None,
                 **identity,
             )
             if entry is not None and entry.snapshot_at is not None and entry.status == DONE:
@@ -624,7 +628,11 @@ class Worker:
                 "select error, error_class from ops.ledger where file_name = ?", [path.name]
             ).fetchone()
             reason, error_class = (row[0], row[1]) if row else ("quarantined", "Unknown")
-        quarantine(path, self.layout.quarantine, reason or "quarantined", error_class or "Unknown")
+        moved = quarantine(
+            path, self.layout.quarantine, reason or "quarantined", error_class or "Unknown"
+        )
+        if moved is not None:
+            self.ledger.upsert(path.name, quarantined_at=datetime.now(UTC))
         self.note_error(f"{path.name}: {reason}")
 
     # -- operations -------------------------------------------------------------------------

@@ -187,3 +187,31 @@ def test_each_bad_file_is_quarantined_with_its_reason_and_good_ones_land(
     fail_bodies = "\n".join(body for path, body in pings if path.endswith("/fail"))
     assert _name(10) in fail_bodies
     assert all(url not in line for line in watch.log_path.read_text().splitlines())
+
+
+def test_huge_file_is_quarantined_beyond_the_memory_limit_and_lands_within_it(
+    spawn: Callable[..., Process], data_dir: Path, tmp_path: Path
+) -> None:
+    layout = Layout(data_dir)
+    huge = write_snapshot(data_dir, T0, size=150_000, folder=tmp_path)
+    tight = spawn(["watch"], service_env(data_dir, DUCKDB_MEMORY_LIMIT="20MB"))
+    tight.wait_for_event("transformer_started")
+
+    os.replace(huge, layout.landing_streams / huge.name)
+    [quarantined] = tight.wait_for_event("file_quarantined", timeout=60)
+    small = write_snapshot(data_dir, _at(15), size=30)
+    wait_until(lambda: status(data_dir).get("processed") == 1, timeout=30)
+    assert tight.stop() == 0
+    # The operator raises the limit and drops the file again.
+    os.replace(layout.quarantine / huge.name, layout.landing_streams / huge.name)
+    roomy = spawn(["watch"], service_env(data_dir, DUCKDB_MEMORY_LIMIT="64MB"))
+    wait_until(lambda: status(data_dir).get("processed") == 2, timeout=60)
+    assert roomy.stop() == 0
+
+    record = read_json(layout.quarantine / f"{huge.name}.error.json")
+    assert record is not None
+    assert record["error_class"] == quarantined["error_class"] == "TooLarge"
+    assert "DUCKDB_MEMORY_LIMIT=20MB" in record["reason"]
+    assert pq.read_metadata(snapshot_report(data_dir, T0)).num_rows == 150_000
+    assert pq.read_metadata(snapshot_report(data_dir, _at(15))).num_rows == 30
+    assert small.exists()

@@ -15,6 +15,7 @@ import structlog
 
 from tests.conftest import REPO, wait_until, write_snapshot
 from tests.transformer.conftest import ledger_rows, rewrite, snapshot_report, stamp, status
+from transformer.ledger import file_facts
 from transformer.service import LandingHandler, WatchService
 from transformer.worker import Worker, WorkerOptions
 from twitch_bi.settings import Layout, Settings
@@ -65,6 +66,13 @@ def test_a_batch_rewrites_only_its_partitions_and_leaves_no_stale_file(
     partial = layout.reporting / "fct_streams" / f"date={DAY2.date()}" / ".fct_streams.parquet.tmp"
     partial.write_bytes(b"half a file")
     worker.recover()
+    # A crash between marking a file quarantined and moving it: the move is finished.
+    unmoved = write_snapshot(data_dir, DAY2 + timedelta(hours=1), size=10)
+    facts = file_facts(unmoved)
+    worker.ledger.upsert(
+        unmoved.name, status="quarantined", error="bad", content_hash=facts.content_hash
+    )
+    assert worker.pending() == []
     worker.close()
 
     changed = {name for name, identity in after.items() if before.get(name) != identity}
@@ -79,6 +87,8 @@ def test_a_batch_rewrites_only_its_partitions_and_leaves_no_stale_file(
     assert not snapshot_report(data_dir, DAY1 + timedelta(minutes=15)).exists()
     assert snapshot_report(data_dir, moved).exists()
     assert not partial.exists()
+    assert (layout.quarantine / unmoved.name).exists()
+    assert not unmoved.exists()
     # dbt-duckdb's own connection is closed after every run, not kept for the next.
     assert DuckDBConnectionManager._ENV is None
 
