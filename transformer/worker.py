@@ -279,8 +279,9 @@ class Worker:
         try:
             log.debug("batch_started", files=len(paths))
             snapshots = self._validate(paths, result)
-            validated = time.monotonic()
+            timings = {"validate_ms": _ms(started, time.monotonic())}
             if snapshots:
+                staging = time.monotonic()
                 try:
                     self._stage(snapshots, batch_id)
                 except duckdb.Error as error:
@@ -288,9 +289,10 @@ class Worker:
                     outcome.messages.append(f"loading the batch failed: {error}")
                     self._failed([s.path.name for s, _ in snapshots], outcome, result)
                     return result
-                self._run(result, started, validate_ms=_ms(started, validated))
+                timings["stage_ms"] = _ms(staging, time.monotonic())
+                self._run(result, started, timings)
             elif self.ledger.pending_removals():
-                self._run(result, started)
+                self._run(result, started, timings)
         finally:
             structlog.contextvars.unbind_contextvars("batch_id")
         return result
@@ -380,23 +382,29 @@ class Worker:
         self._run(result, time.monotonic())
 
     def _run(
-        self, result: BatchResult, started: float, validate_ms: int = 0, repair: bool = False
+        self,
+        result: BatchResult,
+        started: float,
+        timings: dict[str, int] | None = None,
+        repair: bool = False,
     ) -> None:
         """dbt over the staged batch, the exports it calls for, then `done` for its files."""
+        timings = dict(timings or {})
         names = self.ledger.processing()
         rows = self.con.execute("select count(*) from landing.batch_streams").fetchone()
         batch_rows = int(rows[0]) if rows else 0
 
         outcome = self.dbt.build_batch()
-        exported = time.monotonic()
+        timings["dbt_ms"] = outcome.duration_ms
         written: list[exports.Written] = []
         if outcome.success:
+            exporting = time.monotonic()
             try:
                 written = exports.export_changes(self.con, self.specs, self.layout.reporting)
             except (OSError, duckdb.Error) as error:
                 outcome.success = False
                 outcome.messages.append(f"export failed: {type(error).__name__}: {error}")
-            exported = time.monotonic()
+            timings["export_ms"] = _ms(exporting, time.monotonic())
         if not outcome.success:
             if repair:
                 log.error("repair_failed", error="; ".join(outcome.messages)[:2000])
@@ -404,7 +412,8 @@ class Worker:
                 self._failed(names, outcome, result)
             return
 
-        duration_ms = _ms(started, time.monotonic())
+        committing = time.monotonic()
+        duration_ms = _ms(started, committing)
         con = self.con
         con.begin()
         try:
@@ -431,10 +440,9 @@ class Worker:
             files=len(names),
             rows=batch_rows,
             partitions=len(written),
-            validate_ms=validate_ms,
-            dbt_ms=outcome.duration_ms,
-            export_ms=_ms(started, exported) - validate_ms - outcome.duration_ms,
-            duration_ms=duration_ms,
+            **timings,
+            commit_ms=_ms(committing, time.monotonic()),
+            duration_ms=_ms(started, time.monotonic()),
             first_file=names[0] if names else None,
             last_file=names[-1] if names else None,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import shutil
 import time
 from collections.abc import Callable
@@ -12,8 +13,17 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from watchdog.events import (
+    DirCreatedEvent,
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileOpenedEvent,
+)
 
 from tests.conftest import Process, service_env, wait_until, write_snapshot
+from transformer.service import LandingHandler
 from twitch_bi.settings import Layout
 from twitch_bi.statefile import read_json
 
@@ -60,6 +70,10 @@ def test_files_present_before_start_are_processed_in_one_batch_with_json_logs_on
     assert "\x1b[" not in text
     assert all(json.loads(line)["service"] == "transformer" for line in text.splitlines())
     assert len(watch.events("dbt_event")) > 5
+    # A batch costs what it holds: no data test over the whole history of a mart runs.
+    tests_run = [line["msg"] for line in watch.events("dbt_event") if " PASS " in line["msg"]]
+    assert tests_run
+    assert not [msg for msg in tests_run if "fct_" in msg]
 
 
 @pytest.mark.parametrize("polling", ["0", "1"], ids=["inotify", "polling"])
@@ -163,3 +177,31 @@ def test_fct_streams_hours_watched_follow_the_weighting_rule(
     assert actual.keys() == expected.keys()
     for user_id, hours in expected.items():
         assert actual[user_id] == pytest.approx(hours)
+
+
+def test_handler_only_enqueues_complete_candidate_names() -> None:
+    names: queue.Queue[tuple[str, bool]] = queue.Queue()
+    handler = LandingHandler(names)
+    folder = "/data/landing/streams"
+
+    handler.dispatch(FileCreatedEvent(f"{folder}/streams_20260302T100000Z.parquet"))
+    handler.dispatch(FileClosedEvent(f"{folder}/streams_20260302T100000Z.parquet"))
+    handler.dispatch(FileClosedNoWriteEvent(f"{folder}/streams_20260302T101500Z.parquet"))
+    handler.dispatch(FileOpenedEvent(f"{folder}/streams_20260302T101500Z.parquet"))
+    handler.dispatch(
+        FileMovedEvent(
+            f"{folder}/.streams_x.parquet.tmp", f"{folder}/streams_20260302T103000Z.parquet"
+        )
+    )
+    for ignored in (".streams_a.parquet", "streams_a.parquet.tmp", "streams_a.parquet.partial"):
+        handler.dispatch(FileCreatedEvent(f"{folder}/{ignored}"))
+    handler.dispatch(DirCreatedEvent(f"{folder}/streams_dir.parquet"))
+
+    queued = []
+    while not names.empty():
+        queued.append(names.get_nowait())
+    assert queued == [
+        ("streams_20260302T100000Z.parquet", False),
+        ("streams_20260302T100000Z.parquet", True),
+        ("streams_20260302T103000Z.parquet", True),
+    ]
