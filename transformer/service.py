@@ -104,6 +104,11 @@ class WatchService:
                 polling=self.settings.watch_polling,
             )
             self._loop(worker, observer)
+        except Exception:
+            # dbt cannot parse, the observer cannot start again, the disk is gone: exit
+            # non-zero and let compose restart the service.
+            log.exception("transformer_failed")
+            return 1
         finally:
             self.stopping.set()
             worker.close()

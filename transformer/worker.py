@@ -378,8 +378,7 @@ class Worker:
             log.warning("batch_resumed", files=len(names))
         elif not self.ledger.pending_removals():
             return
-        result = BatchResult()
-        self._run(result, time.monotonic())
+        self._run(BatchResult(), time.monotonic(), repair=not names)
 
     def _run(
         self,
