@@ -117,8 +117,15 @@ class Ledger:
         for column in ("failed_since", "next_attempt_at", "quarantined_at"):
             con.execute(f"alter table ops.ledger add column if not exists {column} timestamptz")
 
-    def entries(self) -> dict[str, Entry]:
-        rows = self.con.execute(f"select {_ENTRY_COLUMNS} from ops.ledger").fetchall()
+    def entries(self, names: list[str] | None = None) -> dict[str, Entry]:
+        """Every row, or only those of `names` (what an event hinted at)."""
+        if names is None:
+            rows = self.con.execute(f"select {_ENTRY_COLUMNS} from ops.ledger").fetchall()
+        else:
+            rows = self.con.execute(
+                f"select {_ENTRY_COLUMNS} from ops.ledger where list_contains(?, file_name)",
+                [names],
+            ).fetchall()
         return {row[0]: Entry(*row) for row in rows}
 
     def get(self, file_name: str) -> Entry | None:

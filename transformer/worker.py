@@ -161,7 +161,9 @@ class Worker:
             wanted = hinted | set(self._waiting)
             candidates = [folder / name for name in sorted(wanted) if is_candidate_name(name)]
         closed = set(closed)
-        entries = self.ledger.entries()
+        entries = self.ledger.entries(
+            None if names is None or scan else [path.name for path in candidates]
+        )
         ready = []
         for path in candidates:
             try:
@@ -237,7 +239,7 @@ class Worker:
 
     def plan(self, paths: list[Path]) -> list[list[Path]]:
         """Batches of at most `max_batch_files`; a file that failed before goes alone."""
-        entries = self.ledger.entries()
+        entries = self.ledger.entries([path.name for path in paths])
         retries = [
             path
             for path in paths
@@ -467,7 +469,7 @@ class Worker:
             error=message,
         )
         result.errors.append(message)
-        entries = self.ledger.entries()
+        entries = self.ledger.entries(names)
         now = datetime.now(UTC)
 
         if blamed_on_data and len(names) > 1:
