@@ -15,6 +15,7 @@ import duckdb
 import structlog
 
 from transformer import exports
+from transformer.arrivals import Arrivals
 from transformer.dbt_runner import DbtOutcome, DbtProject
 from transformer.ledger import (
     DONE,
@@ -27,9 +28,8 @@ from transformer.ledger import (
     file_facts,
 )
 from transformer.quarantine import quarantine
-from transformer.snapshots import InvalidSnapshot, Snapshot, has_parquet_footer, inspect
+from transformer.snapshots import InvalidSnapshot, Snapshot, inspect
 from twitch_bi import healthchecks
-from twitch_bi.contract import is_candidate_name, snapshot_time_from_name
 from twitch_bi.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
@@ -81,13 +81,6 @@ class WorkerOptions:
 
 
 @dataclass
-class _Waiting:
-    size: int
-    since: float
-    closed: bool
-
-
-@dataclass
 class BatchResult:
     """What a batch did, for the log line, the status file and the healthcheck ping."""
 
@@ -115,7 +108,6 @@ class Worker:
         self.options = options or WorkerOptions()
         self.layout = settings.layout.ensure()
         self.dbt = DbtProject(self.layout.root)
-        self._waiting: dict[str, _Waiting] = {}
         # The most recent error, kept (with its time) until a newer one: `status` shows it.
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
@@ -132,6 +124,13 @@ class Worker:
         self.con.execute(f"set memory_limit = '{self.settings.duckdb_memory_limit}'")
         self.con.execute("set TimeZone = 'UTC'")
         self.ledger = Ledger(self.con)
+        self.arrivals = Arrivals(
+            self.layout.landing_streams,
+            self.ledger,
+            self.options.settle_seconds,
+            self.options.stall_seconds,
+            self._finish_quarantine,
+        )
 
     def close(self) -> None:
         self.con.close()
@@ -153,87 +152,12 @@ class Worker:
         reconciliation scan); else the files events hinted at and the ones still awaited.
         `closed` names files a writer was seen closing.
         """
-        folder = self.layout.landing_streams
-        hinted = set(names) if names is not None else set()
-        if names is None or scan:
-            candidates = [path for path in folder.iterdir() if is_candidate_name(path.name)]
-        else:
-            wanted = hinted | set(self._waiting)
-            candidates = [folder / name for name in sorted(wanted) if is_candidate_name(name)]
-        closed = set(closed)
-        entries = self.ledger.entries(
-            None if names is None or scan else [path.name for path in candidates]
-        )
-        ready = []
-        for path in candidates:
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                self._waiting.pop(path.name, None)
-                continue
-            if not path.is_file():
-                continue
-            entry = entries.get(path.name)
-            if not self._needs_processing(path, stat, entry, path.name in hinted):
-                continue
-            if self._is_complete(path, stat, path.name in closed):
-                ready.append(path)
-        return sorted(ready, key=_snapshot_order)
-
-    def _needs_processing(
-        self, path: Path, stat: os.stat_result, entry: Entry | None, hinted: bool
-    ) -> bool:
-        if entry is None or entry.force:
-            return True
-        if entry.status == PROCESSING:
-            return False  # an interrupted batch: recover() owns it
-        same_stat = entry.size_bytes == stat.st_size and entry.mtime_ns == stat.st_mtime_ns
-        if same_stat and not hinted:
-            unchanged = True
-        else:
-            try:
-                unchanged = file_facts(path).content_hash == entry.content_hash
-            except FileNotFoundError:
-                return False
-        if not unchanged:
-            return True  # new content under a known name: it replaces that snapshot
-        if entry.status == QUARANTINED:
-            if entry.quarantined_at is not None:
-                return True  # moved out before and dropped again on purpose: try again
-            # Its ledger row says quarantined but a crash came before the move: finish it.
-            self._finish_quarantine(path)
-            return False
-        if entry.status == FAILED:
-            return entry.next_attempt_at is None or entry.next_attempt_at <= datetime.now(UTC)
-        if not same_stat:
-            self.ledger.upsert(path.name, mtime_ns=stat.st_mtime_ns, size_bytes=stat.st_size)
-        if hinted:
-            log.info("file_unchanged_skipped", file=path.name, status=entry.status)
-        return False
-
-    def _is_complete(self, path: Path, stat: os.stat_result, closed: bool) -> bool:
-        if has_parquet_footer(path):
-            self._waiting.pop(path.name, None)
-            return True
-        now = time.monotonic()
-        waiting = self._waiting.get(path.name)
-        if waiting is None or waiting.size != stat.st_size:
-            waiting = _Waiting(stat.st_size, now, closed=False)
-            self._waiting[path.name] = waiting
-            log.debug("file_incomplete_waiting", file=path.name, size_bytes=stat.st_size)
-        waiting.closed = waiting.closed or closed
-        limit = self.options.settle_seconds if waiting.closed else self.options.stall_seconds
-        # Every write moves the modification time: a file found at start-up that has
-        # not changed for long is not being copied any more.
-        still = max(now - waiting.since, time.time() - stat.st_mtime)
-        if still >= limit:
-            del self._waiting[path.name]
-            return True  # it stopped growing without a footer: let validation say why
-        return False
+        return self.arrivals.pending(names, closed, scan)
 
     @property
     def waiting(self) -> int:
-        return len(self._waiting)
+        """Files seen but not complete yet (being copied)."""
+        return self.arrivals.waiting
 
     # -- processing -------------------------------------------------------------------------
 
@@ -673,15 +597,9 @@ class Worker:
         if self.layout.reporting.exists():
             shutil.rmtree(self.layout.reporting)
         self.layout.ensure()
-        self._waiting.clear()
         self._open()
         log.info("warehouse_reset")
 
 
 def _ms(start: float, end: float) -> int:
     return int((end - start) * 1000)
-
-
-def _snapshot_order(path: Path) -> tuple[str, str]:
-    moment = snapshot_time_from_name(path.name)
-    return (moment.isoformat() if moment else "", path.name)
