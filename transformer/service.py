@@ -136,7 +136,8 @@ class WatchService:
                 self._refresh_status(worker, len(pending))
             elif names or worker.waiting:
                 pending = worker.pending(names, closed)
-                self._refresh_status(worker, len(pending))
+                if names or pending:  # not every tick of a long copy: it scans landing/
+                    self._refresh_status(worker, len(pending))
             else:
                 pending = []
             if pending:
