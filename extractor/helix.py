@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
@@ -22,7 +22,7 @@ from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginat
 from tenacity import RetryCallState
 
 from twitch_bi.logs import register_secret
-from twitch_bi.settings import SettingsError
+from twitch_bi.settings import numbers_from_env
 
 log = structlog.get_logger(__name__)
 
@@ -82,22 +82,7 @@ class HelixSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> HelixSettings:
         """The defaults, changed by any `EXTRACT_*` variable that is set."""
-        types = {spec.name: spec.type for spec in fields(cls)}
-        changes: dict[str, Any] = {}
-        for variable, name in ENVIRONMENT.items():
-            raw = environ.get(variable, "").strip()
-            if not raw:
-                continue
-            kind = int if types[name] in (int, "int") else float
-            try:
-                value = kind(raw)
-            except ValueError:
-                what = "a whole number" if kind is int else "a number"
-                raise SettingsError(f"{variable} must be {what}, got {raw!r}") from None
-            if value <= 0:
-                raise SettingsError(f"{variable} must be greater than 0, got {raw!r}")
-            changes[name] = value
-        return cls(**changes)
+        return replace(cls(), **numbers_from_env(ENVIRONMENT, cls(), environ))
 
 
 def validate_url(token_url: str) -> str:

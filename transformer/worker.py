@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,9 +29,19 @@ from transformer.ledger import (
 from transformer.quarantine import quarantine
 from transformer.snapshots import InvalidSnapshot, Snapshot, inspect
 from twitch_bi import healthchecks
-from twitch_bi.settings import Settings, SettingsError
+from twitch_bi.settings import Settings, numbers_from_env
 
 log = structlog.get_logger(__name__)
+
+
+# The environment variables that tune the worker, and the WorkerOptions field each sets.
+ENVIRONMENT = {
+    "TRANSFORMER_BATCH_FILES": "max_batch_files",
+    "TRANSFORMER_SETTLE_SECONDS": "settle_seconds",
+    "TRANSFORMER_STALL_SECONDS": "stall_seconds",
+    "TRANSFORMER_RETRY_SECONDS": "retry_base_seconds",
+    "TRANSFORMER_RECONCILE_SECONDS": "reconcile_seconds",
+}
 
 
 @dataclass
@@ -58,26 +67,7 @@ class WorkerOptions:
     @classmethod
     def from_env(cls) -> WorkerOptions:
         """Defaults, overridden by TRANSFORMER_* variables (for tuning and tests)."""
-        options = cls()
-        knobs = {
-            "TRANSFORMER_BATCH_FILES": "max_batch_files",
-            "TRANSFORMER_SETTLE_SECONDS": "settle_seconds",
-            "TRANSFORMER_STALL_SECONDS": "stall_seconds",
-            "TRANSFORMER_RETRY_SECONDS": "retry_base_seconds",
-            "TRANSFORMER_RECONCILE_SECONDS": "reconcile_seconds",
-        }
-        for variable, name in knobs.items():
-            value = os.environ.get(variable, "").strip()
-            if not value:
-                continue
-            try:
-                number = type(getattr(options, name))(float(value))
-            except ValueError:
-                raise SettingsError(f"{variable} must be a number, got {value!r}") from None
-            if number <= 0:
-                raise SettingsError(f"{variable} must be greater than 0, got {value!r}")
-            setattr(options, name, number)
-        return options
+        return replace(cls(), **numbers_from_env(ENVIRONMENT, cls()))
 
 
 @dataclass

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class SettingsError(ValueError):
@@ -40,6 +42,31 @@ def _env_float(name: str, default: float) -> float:
     if number <= 0:
         raise SettingsError(f"{name} must be greater than 0, got {value!r}")
     return number
+
+
+def numbers_from_env(
+    table: Mapping[str, str], defaults: object, environ: Mapping[str, str] = os.environ
+) -> dict[str, Any]:
+    """Positive numbers from the variables of `table` (variable → field of `defaults`).
+
+    Only the variables that are set appear in the result, typed like the default field;
+    a bad value raises SettingsError naming the variable.
+    """
+    changes: dict[str, Any] = {}
+    for variable, name in table.items():
+        raw = environ.get(variable, "").strip()
+        if not raw:
+            continue
+        kind = int if isinstance(getattr(defaults, name), int) else float
+        try:
+            value = kind(raw)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise SettingsError(f"{variable} must be {what}, got {raw!r}") from None
+        if value <= 0:
+            raise SettingsError(f"{variable} must be greater than 0, got {raw!r}")
+        changes[name] = value
+    return changes
 
 
 @dataclass(frozen=True)
