@@ -1,11 +1,31 @@
-"""Reporting Parquet: only the partitions a batch changed, each written beside and renamed in."""
+"""Reporting Parquet: only the files a batch changed, each written beside and renamed in.
+
+Every exported dbt model carries `meta.export` with a `scope` that says how its files
+are laid out and which of them a batch can change:
+
+- `snapshot`: one file per `file_per` value (a snapshot) under `date=<partition_by>`;
+  the batch's snapshots are written.
+- `day`: one file per `date=<partition_by>` partition; the batch's days are written.
+- `hourly_<N>h`: under `date=<partition_by>`, one file per hour of `file_per` (a
+  timestamp whose date is `partition_by`). Rows move between these files as
+  `file_per` moves on (a live broadcast's last sighting), so each file holds few rows
+  that a new snapshot changes. A batch can change rows up to N hours from its
+  snapshots: those files are fingerprinted and the ones whose rows differ from what
+  was last written are written again.
+- `all`: one file, written again when its fingerprint changed.
+
+Fingerprints (row count and a sum of row hashes) are kept in `ops.reporting_files`,
+beside the data they describe, so a rebuild that resets the warehouse forgets them.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -16,6 +36,9 @@ from transformer.dbt_runner import ExportSpec
 log = structlog.get_logger(__name__)
 
 SCOPE_TABLE = "main.int_batch_scope"
+FINGERPRINT_TABLE = "ops.reporting_files"
+_HOURLY = re.compile(r"hourly_(\d+)h")
+_HOUR_STAMP = re.compile(r"_(\d{8}T\d{2})Z\.parquet$")
 
 
 @dataclass(frozen=True)
@@ -46,23 +69,18 @@ def export_changes(
     for spec in specs:
         folder = reporting / spec.model
         if spec.scope == "snapshot":
-            assert spec.partition_by and spec.file_per
             for snapshot_at, snapshot_date in scope:
-                target = (
-                    folder
-                    / f"date={snapshot_date}"
-                    / f"{spec.model}_{_file_stamp(snapshot_at)}.parquet"
-                )
-                where = f"{spec.file_per} = timestamptz {_quote(snapshot_at.isoformat())}"
-                written.append(_write(con, spec, where, target))
+                written.append(_write_snapshot(con, spec, folder, snapshot_at, snapshot_date))
         elif spec.scope == "day":
-            assert spec.partition_by
             for day in days:
-                target = folder / f"date={day}" / f"{spec.model}.parquet"
-                where = f"{spec.partition_by} = date {_quote(day.isoformat())}"
-                written.append(_write(con, spec, where, target))
+                written.append(_write_day(con, spec, folder, day))
+        elif (hourly := _HOURLY.fullmatch(spec.scope)) is not None:
+            if scope:
+                reach = timedelta(hours=int(hourly.group(1)))
+                window = (scope[0][0] - reach, scope[-1][0] + reach)
+                written += _write_hours(con, spec, folder, window)
         elif spec.scope == "all":
-            written.append(_write(con, spec, "true", folder / f"{spec.model}.parquet"))
+            written += _write_if_changed(con, spec, folder / f"{spec.model}.parquet", "true")
         else:
             raise ValueError(f"{spec.model}: unknown export scope {spec.scope!r}")
     return written
@@ -71,35 +89,169 @@ def export_changes(
 def export_all(
     con: duckdb.DuckDBPyConnection, specs: list[ExportSpec], reporting: Path
 ) -> list[Written]:
-    """Write every partition of every exported model (after a rebuild)."""
+    """Write every file of every exported model (after a rebuild)."""
     written: list[Written] = []
     for spec in specs:
         folder = reporting / spec.model
         if spec.scope == "snapshot":
-            assert spec.partition_by and spec.file_per
             keys = con.execute(
                 f"select distinct {spec.file_per}, {spec.partition_by} from {spec.relation}"
             ).fetchall()
             for snapshot_at, snapshot_date in keys:
-                target = (
-                    folder
-                    / f"date={snapshot_date}"
-                    / f"{spec.model}_{_file_stamp(snapshot_at)}.parquet"
-                )
-                where = f"{spec.file_per} = timestamptz {_quote(snapshot_at.isoformat())}"
-                written.append(_write(con, spec, where, target))
+                written.append(_write_snapshot(con, spec, folder, snapshot_at, snapshot_date))
         elif spec.scope == "day":
-            assert spec.partition_by
             days = con.execute(
                 f"select distinct {spec.partition_by} from {spec.relation}"
             ).fetchall()
             for (day,) in days:
-                target = folder / f"date={day}" / f"{spec.model}.parquet"
-                where = f"{spec.partition_by} = date {_quote(day.isoformat())}"
-                written.append(_write(con, spec, where, target))
+                written.append(_write_day(con, spec, folder, day))
+        elif _HOURLY.fullmatch(spec.scope):
+            row = con.execute(
+                f"select min({spec.file_per}), max({spec.file_per}) from {spec.relation}"
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                written += _write_hours(con, spec, folder, (row[0], row[1]), force=True)
         else:
-            written.append(_write(con, spec, "true", folder / f"{spec.model}.parquet"))
+            written += _write_if_changed(
+                con, spec, folder / f"{spec.model}.parquet", "true", force=True
+            )
     return written
+
+
+def _write_snapshot(
+    con: duckdb.DuckDBPyConnection,
+    spec: ExportSpec,
+    folder: Path,
+    snapshot_at: datetime,
+    snapshot_date: date,
+) -> Written:
+    """Write one snapshot of a model as one file in its date partition."""
+    assert spec.partition_by and spec.file_per
+    target = folder / f"date={snapshot_date}" / f"{spec.model}_{_file_stamp(snapshot_at)}.parquet"
+    where = f"{spec.file_per} = timestamptz {_quote(snapshot_at.isoformat())}"
+    return _write(con, spec, where, target)
+
+
+def _write_day(
+    con: duckdb.DuckDBPyConnection, spec: ExportSpec, folder: Path, day: date
+) -> Written:
+    """Write one day partition of a model as one file."""
+    assert spec.partition_by
+    target = folder / f"date={day}" / f"{spec.model}.parquet"
+    where = f"{spec.partition_by} = date {_quote(day.isoformat())}"
+    return _write(con, spec, where, target)
+
+
+def _write_hours(
+    con: duckdb.DuckDBPyConnection,
+    spec: ExportSpec,
+    folder: Path,
+    window: tuple[datetime, datetime],
+    *,
+    force: bool = False,
+) -> list[Written]:
+    """Write the hour files within `window` whose rows differ from what was written."""
+    assert spec.partition_by and spec.file_per
+    # Whole hours: a file is fingerprinted with every row it holds.
+    first = window[0].replace(minute=0, second=0, microsecond=0)
+    end = window[1].replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    hour = f"date_trunc('hour', {spec.file_per})"
+    current = {
+        moment: fingerprint
+        for moment, fingerprint in con.execute(
+            f"""
+            select {hour}, {_FINGERPRINT}
+            from {spec.relation} as exported
+            where {spec.file_per} >= ? and {spec.file_per} < ?
+            group by 1
+            """,
+            [first, end],
+        ).fetchall()
+    }
+    targets = {_hour_file(folder, spec.model, moment): moment for moment in current}
+    for path in _hour_files_on_disk(folder, spec.model, first.date(), end.date()):
+        targets.setdefault(path, None)
+    recorded = _recorded(con, targets)
+
+    written = []
+    for target, moment in sorted(targets.items()):
+        fingerprint = current.get(moment) if moment is not None else None
+        unchanged = fingerprint is not None and recorded.get(target) == fingerprint
+        if unchanged and not force and target.exists():
+            continue
+        # An hour with nothing left selects no rows, which removes its file.
+        where = "false" if moment is None else f"{hour} = timestamptz {_quote(moment.isoformat())}"
+        written.append(_write(con, spec, where, target))
+        _record(con, target, fingerprint)
+    return written
+
+
+def _write_if_changed(
+    con: duckdb.DuckDBPyConnection, spec: ExportSpec, target: Path, where: str, force: bool = False
+) -> list[Written]:
+    """Write one file of a model unless its rows are those written last time."""
+    row = con.execute(
+        f"select {_FINGERPRINT} from {spec.relation} as exported where {where}"
+    ).fetchone()
+    fingerprint = row[0] if row else None
+    if not force and target.exists() and _recorded(con, [target]).get(target) == fingerprint:
+        return []
+    written = _write(con, spec, where, target)
+    _record(con, target, fingerprint)
+    return [written]
+
+
+# A file's content, cheaply: its row count and the sum of its rows' hashes. DuckDB-only
+# (hash() of a whole row), as is everything in this module.
+_FINGERPRINT = (
+    "cast(count(*) as varchar) || ':' || cast(coalesce(sum(hash(exported)), 0) as varchar)"
+)
+
+
+def _hour_file(folder: Path, model: str, moment: datetime) -> Path:
+    return folder / f"date={moment.date()}" / f"{model}_{moment.strftime('%Y%m%dT%H')}Z.parquet"
+
+
+def _hour_files_on_disk(folder: Path, model: str, first: date, last: date) -> list[Path]:
+    """Hour files written before within the window's days (some may have emptied since)."""
+    found = []
+    for partition in folder.glob("date=*"):
+        try:
+            day = date.fromisoformat(partition.name.removeprefix("date="))
+        except ValueError:
+            continue
+        if first <= day <= last:
+            found += [
+                path
+                for path in partition.glob(f"{model}_*.parquet")
+                if _HOUR_STAMP.search(path.name)
+            ]
+    return found
+
+
+def _recorded(con: duckdb.DuckDBPyConnection, targets: Iterable[Path]) -> dict[Path, str]:
+    paths = [str(target) for target in targets]
+    if not paths:
+        return {}
+    _ensure_fingerprint_table(con)
+    rows = con.execute(
+        f"select path, fingerprint from {FINGERPRINT_TABLE} where list_contains(?, path)",
+        [paths],
+    ).fetchall()
+    return {Path(path): fingerprint for path, fingerprint in rows}
+
+
+def _record(con: duckdb.DuckDBPyConnection, target: Path, fingerprint: str | None) -> None:
+    _ensure_fingerprint_table(con)
+    con.execute(f"delete from {FINGERPRINT_TABLE} where path = ?", [str(target)])
+    if fingerprint is not None:
+        con.execute(f"insert into {FINGERPRINT_TABLE} values (?, ?)", [str(target), fingerprint])
+
+
+def _ensure_fingerprint_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"create table if not exists {FINGERPRINT_TABLE} (path varchar, fingerprint varchar)"
+    )
 
 
 def _write(con: duckdb.DuckDBPyConnection, spec: ExportSpec, where: str, target: Path) -> Written:

@@ -1,10 +1,11 @@
 {#
     What the running batch changes, one row per snapshot:
-    - loaded: a snapshot of the batch; its rows are (re)loaded;
-    - reweighted: the snapshot right after a loaded or removed one; its weight depends
-      on its predecessor, so a late arrival changes it;
+    - loaded: a snapshot of the batch (new, or processed before and loaded again);
+    - reweighted: the snapshot right after a loaded or removed one; its weight
+      depends on its predecessor, so a late arrival changes it;
     - removed: a snapshot time no file holds any more; its rows go away.
-    Day-level models rebuild the days of these snapshots and nothing else.
+    The incremental models rebuild these snapshots (and what depends on them) and
+    nothing else; the exporter rewrites the reporting files they touch.
 #}
 
 with

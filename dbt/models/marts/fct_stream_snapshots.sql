@@ -1,22 +1,15 @@
 {{
     config(
-        unique_key='snapshot_at',
-        pre_hook=[
-            "{% if is_incremental() %}
-            delete from {{ this }}
-            where snapshot_at in (
-                select snapshot_at from {{ ref('int_batch_scope') }}
-                where change_type = 'removed'
-            )
-            {% endif %}"
-        ],
+        incremental_strategy='replace_scope',
+        scope_column='snapshot_at',
+        scope_grain='snapshot',
     )
 }}
 
 {#
-    Incremental by snapshot: the batch's snapshots are loaded from staging, and the
-    snapshot after each of them is re-read from this table with its new weight. The
-    delete+insert strategy replaces every row of those snapshots and no other.
+    Incremental by snapshot: every snapshot of the batch scope is deleted and written
+    again. Loaded snapshots come from staging; a reweighted one is re-read
+    from this table with its new weight; a removed one is only deleted.
 #}
 
 with
@@ -47,6 +40,7 @@ loaded as (
         batch_rows.stream_id,
         batch_rows.user_id,
         batch_rows.user_login,
+        batch_rows.user_name,
         batch_rows.game_id,
         batch_rows.game_name,
         batch_rows.language,
@@ -70,6 +64,7 @@ reweighted as (
         previous_rows.stream_id,
         previous_rows.user_id,
         previous_rows.user_login,
+        previous_rows.user_name,
         previous_rows.game_id,
         previous_rows.game_name,
         previous_rows.language,
@@ -107,6 +102,7 @@ final as (
         stream_id,
         user_id,
         user_login,
+        user_name,
         game_id,
         game_name,
         language,
