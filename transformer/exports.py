@@ -7,15 +7,20 @@ are laid out and which of them a batch can change:
   the batch's snapshots are written.
 - `day`: one file per `date=<partition_by>` partition; the batch's days are written.
 - `hourly_<N>h`: under `date=<partition_by>`, one file per hour of `file_per` (a
-  timestamp whose date is `partition_by`). Rows move between these files as
-  `file_per` moves on (a live broadcast's last sighting), so each file holds few rows
-  that a new snapshot changes. A batch can change rows up to N hours from its
-  snapshots: those files are fingerprinted and the ones whose rows differ from what
-  was last written are written again.
+  timestamp whose date is `partition_by`, like a last sighting). A row moves to the
+  current hour's file when a new snapshot sees it, so the rows a snapshot changes sit
+  together in one small file instead of being spread over the day. A batch can change
+  rows up to N hours from its snapshots:
+  - a batch that only adds snapshots after every one exported so far changes exactly
+    the rows its snapshots saw: they move into its hours' files, which are written,
+    and leave older files, which are written again when their row count changed;
+  - any other batch (late, reprocessed, removed snapshots) fingerprints every file
+    within N hours and writes those whose rows differ from what was written.
 - `all`: one file, written again when its fingerprint changed.
 
-Fingerprints (row count and a sum of row hashes) are kept in `ops.reporting_files`,
-beside the data they describe, so a rebuild that resets the warehouse forgets them.
+What was written (row counts, fingerprints: a count and a sum of row hashes) is kept
+in `ops.reporting_files`, beside the data it describes, so a rebuild that resets the
+warehouse forgets it too.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from transformer.dbt_runner import ExportSpec
 log = structlog.get_logger(__name__)
 
 SCOPE_TABLE = "main.int_batch_scope"
+TIMELINE_TABLE = "main.int_snapshots"
 FINGERPRINT_TABLE = "ops.reporting_files"
 _HOURLY = re.compile(r"hourly_(\d+)h")
 _HOUR_STAMP = re.compile(r"_(\d{8}T\d{2})Z\.parquet$")
@@ -65,6 +71,8 @@ def export_changes(
         f"select distinct snapshot_at, snapshot_date from {SCOPE_TABLE} order by 1"
     ).fetchall()
     days = sorted({snapshot_date for _, snapshot_date in scope})
+    # Decided before this batch records any file of its own.
+    extends = _batch_extends_exports(con, specs, reporting, scope)
     written: list[Written] = []
     for spec in specs:
         folder = reporting / spec.model
@@ -77,8 +85,13 @@ def export_changes(
         elif (hourly := _HOURLY.fullmatch(spec.scope)) is not None:
             if scope:
                 reach = timedelta(hours=int(hourly.group(1)))
-                window = (scope[0][0] - reach, scope[-1][0] + reach)
-                written += _write_hours(con, spec, folder, window)
+                if extends:
+                    window = (scope[0][0] - reach, scope[-1][0])
+                    scope_hours = {_hour(snapshot_at) for snapshot_at, _ in scope}
+                    written += _write_hours(con, spec, folder, window, always=scope_hours)
+                else:
+                    window = (scope[0][0] - reach, scope[-1][0] + reach)
+                    written += _write_hours(con, spec, folder, window)
         elif spec.scope == "all":
             written += _write_if_changed(con, spec, folder / f"{spec.model}.parquet", "true")
         else:
@@ -110,12 +123,44 @@ def export_all(
                 f"select min({spec.file_per}), max({spec.file_per}) from {spec.relation}"
             ).fetchone()
             if row is not None and row[0] is not None:
-                written += _write_hours(con, spec, folder, (row[0], row[1]), force=True)
+                written += _write_hours(con, spec, folder, (row[0], row[1]), everything=True)
         else:
             written += _write_if_changed(
                 con, spec, folder / f"{spec.model}.parquet", "true", force=True
             )
     return written
+
+
+def _batch_extends_exports(
+    con: duckdb.DuckDBPyConnection,
+    specs: list[ExportSpec],
+    reporting: Path,
+    scope: list[tuple[datetime, date]],
+) -> bool:
+    """Whether the batch only adds snapshots after every snapshot exported so far."""
+    row = con.execute(
+        f"""
+        select
+            count(*) filter (where change_type <> 'loaded'),
+            min(snapshot_at)
+        from {SCOPE_TABLE}
+        """
+    ).fetchone()
+    if row is None or row[0] or row[1] is None:
+        return False
+    before = con.execute(
+        f"select max(snapshot_at) from {TIMELINE_TABLE} where not is_in_batch"
+    ).fetchone()
+    if before is not None and before[0] is not None and row[1] <= before[0]:
+        return False
+    # A snapshot exported before and loaded again may have lost rows to older files.
+    snapshot_files = [
+        _snapshot_file(reporting / spec.model, spec.model, snapshot_at, snapshot_date)
+        for spec in specs
+        if spec.scope == "snapshot"
+        for snapshot_at, snapshot_date in scope
+    ]
+    return bool(snapshot_files) and not _recorded(con, snapshot_files)
 
 
 def _write_snapshot(
@@ -127,9 +172,15 @@ def _write_snapshot(
 ) -> Written:
     """Write one snapshot of a model as one file in its date partition."""
     assert spec.partition_by and spec.file_per
-    target = folder / f"date={snapshot_date}" / f"{spec.model}_{_file_stamp(snapshot_at)}.parquet"
+    target = _snapshot_file(folder, spec.model, snapshot_at, snapshot_date)
     where = f"{spec.file_per} = timestamptz {_quote(snapshot_at.isoformat())}"
-    return _write(con, spec, where, target)
+    written = _write(con, spec, where, target)
+    _record(con, target, str(written.rows) if written.rows else None)
+    return written
+
+
+def _snapshot_file(folder: Path, model: str, snapshot_at: datetime, snapshot_date: date) -> Path:
+    return folder / f"date={snapshot_date}" / f"{model}_{_file_stamp(snapshot_at)}.parquet"
 
 
 def _write_day(
@@ -148,41 +199,55 @@ def _write_hours(
     folder: Path,
     window: tuple[datetime, datetime],
     *,
-    force: bool = False,
+    always: set[datetime] | None = None,
+    everything: bool = False,
 ) -> list[Written]:
-    """Write the hour files within `window` whose rows differ from what was written."""
+    """Write the hour files within `window` that changed.
+
+    With `always` (a batch that extends the timeline), the files of those hours are
+    written and the others when their row count changed; otherwise, the files whose
+    fingerprint changed (all of them with `everything`).
+    """
     assert spec.partition_by and spec.file_per
-    # Whole hours: a file is fingerprinted with every row it holds.
-    first = window[0].replace(minute=0, second=0, microsecond=0)
-    end = window[1].replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    first = _hour(window[0])
+    end = _hour(window[1]) + timedelta(hours=1)  # whole hours: every row of a file
     hour = f"date_trunc('hour', {spec.file_per})"
-    current = {
-        moment: fingerprint
-        for moment, fingerprint in con.execute(
+    measure = "cast(count(*) as varchar)" if always is not None else _FINGERPRINT
+    current = dict(
+        con.execute(
             f"""
-            select {hour}, {_FINGERPRINT}
+            select {hour}, {measure}
             from {spec.relation} as exported
             where {spec.file_per} >= ? and {spec.file_per} < ?
             group by 1
             """,
             [first, end],
         ).fetchall()
+    )
+    targets: dict[Path, datetime | None] = {
+        _hour_file(folder, spec.model, moment): moment for moment in current
     }
-    targets = {_hour_file(folder, spec.model, moment): moment for moment in current}
     for path in _hour_files_on_disk(folder, spec.model, first.date(), end.date()):
         targets.setdefault(path, None)
     recorded = _recorded(con, targets)
 
     written = []
     for target, moment in sorted(targets.items()):
-        fingerprint = current.get(moment) if moment is not None else None
-        unchanged = fingerprint is not None and recorded.get(target) == fingerprint
-        if unchanged and not force and target.exists():
+        value = current.get(moment) if moment is not None else None
+        before = recorded.get(target)
+        if always is not None:
+            # Rows only left this hour's file: its row count says whether it changed.
+            unchanged = (
+                moment not in always and before is not None and (before.split(":")[0] == value)
+            )
+        else:
+            unchanged = not everything and value is not None and before == value
+        if unchanged and target.exists():
             continue
         # An hour with nothing left selects no rows, which removes its file.
         where = "false" if moment is None else f"{hour} = timestamptz {_quote(moment.isoformat())}"
         written.append(_write(con, spec, where, target))
-        _record(con, target, fingerprint)
+        _record(con, target, value)
     return written
 
 
@@ -206,6 +271,10 @@ def _write_if_changed(
 _FINGERPRINT = (
     "cast(count(*) as varchar) || ':' || cast(coalesce(sum(hash(exported)), 0) as varchar)"
 )
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def _hour_file(folder: Path, model: str, moment: datetime) -> Path:

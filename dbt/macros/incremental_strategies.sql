@@ -1,85 +1,105 @@
 {#
-    The two ways this project's incremental models write a batch (`docs/incremental.md`).
-    Both are plain SQL (delete, then insert), so they port to any adapter as they are.
+    The two ways this project's incremental models write a batch (see the overview,
+    `incremental_design`). Both are plain SQL, a delete and an insert in the model's
+    transaction, so they work on any adapter as they are.
 #}
 
 {% macro get_incremental_replace_scope_sql(arg_dict) %}
-    {#-
-        Replace whole snapshots (or days): delete every row whose `scope_column` holds
-        a snapshot (or day) of the batch scope, then insert the model's rows. A snapshot
-        or day that lost all its rows is emptied too, which delete+insert by unique key
-        cannot do.
-    -#}
+{#-
+    Replace whole snapshots (or days): delete every row whose `scope_column` holds a
+    snapshot (`scope_grain: snapshot`) or a day (`day`) of the batch scope, then
+    insert the model's rows. A snapshot or day that lost all its rows is emptied
+    too, which delete+insert by unique key cannot do.
+-#}
 {%- set target = arg_dict['target_relation'] -%}
 {%- set source = arg_dict['temp_relation'] -%}
 {%- set column = config.require('scope_column') -%}
-{%- set grain = config.get('scope_grain', 'snapshot') -%}
-    {%- set columns = get_quoted_csv(
-        arg_dict['dest_columns'] | map(attribute='name')
-    ) -%}
-{%- set values = batch_scope_literals(grain) -%}
+{%- set values = batch_scope_literals(config.get('scope_grain', 'snapshot')) -%}
+{%- set columns = get_quoted_csv(
+    arg_dict['dest_columns'] | map(attribute='name')
+) -%}
+{%- set scope = values | join(', ') if values else 'null' %}
 
-{%- if values %}
-    delete from {{ target }}
-    where {{ column }} in ({{ values | join(', ') }});
-    {% endif %}
+delete from {{ target }}
+where {{ column }} in ({{ scope }});
 
-    insert into {{ target }} ({{ columns }})
-    select {{ columns }}
-    from {{ source }}
+insert into {{ target }} ({{ columns }})
+select {{ columns }}
+from {{ source }}
 {% endmacro %}
 
 
 {% macro get_incremental_replace_keys_sql(arg_dict) %}
-    {#-
-        Replace rows by key: delete every row whose `unique_key` (null-safe, so a null
-        category is a key like any other) is among the model's rows, then insert the
-        model's rows except tombstones, the rows whose `alive_column` is null. A model
-        returns a tombstone for a key whose data is gone.
-    -#}
+{#-
+    Replace rows by key: delete every row whose `unique_key` (null-safe, so a null
+    category is a key like any other) is among the model's rows, then insert the
+    model's rows except tombstones, the rows whose `alive_column` is null: a model
+    returns a tombstone for a key whose data is gone.
+
+    `prune_column` bounds the delete from below by the least `prune_from` among the
+    model's rows (a day, or a first sighting), and with `prune_to_scope` by the
+    batch's first snapshot too (a row whose last sighting was removed may lie before
+    the new first sighting), so the warehouse skips the storage blocks of older
+    history: the delete costs the same on the thousandth day as on the first.
+-#}
 {%- set target = arg_dict['target_relation'] -%}
 {%- set source = arg_dict['temp_relation'] -%}
 {%- set keys = arg_dict['unique_key'] -%}
 {%- set keys = [keys] if keys is string else keys -%}
-{%- set alive = config.require('alive_column') -%}
-    {%- set columns = get_quoted_csv(
-        arg_dict['dest_columns'] | map(attribute='name')
-    ) -%}
+{%- set prune_column = config.get('prune_column') -%}
+{%- set columns = get_quoted_csv(
+    arg_dict['dest_columns'] | map(attribute='name')
+) -%}
+{%- set pruned = 'true' -%}
+{%- if prune_column and execute -%}
+{%- set least_value = 'min(' ~ config.get('prune_from', prune_column) ~ ')' -%}
+{%- if config.get('prune_to_scope') -%}
+{%- set least_value = 'least(' ~ least_value
+    ~ ', (select min(snapshot_at) from ' ~ ref('int_batch_scope') ~ '))' -%}
+{%- endif -%}
+{%- set bound = run_query(
+    'select cast(' ~ least_value ~ ' as ' ~ dbt.type_string() ~ ') from ' ~ source
+).rows[0][0] -%}
+{#- no bound: the model returned no rows, so there is nothing to replace -#}
+{%- set lower_bound = 'existing.' ~ prune_column ~ " >= '" ~ bound ~ "'" -%}
+{%- set pruned = 'false' if bound is none else lower_bound -%}
+{%- endif -%}
+{%- set matches = [] -%}
+{%- for key in keys -%}
+{%- do matches.append(
+    'existing.' ~ key ~ ' is not distinct from incoming.' ~ key
+) -%}
+{%- endfor %}
 
 delete from {{ target }} as existing
-    where exists (
+where
+    {{ pruned }}
+    and exists (
         select 1
         from {{ source }} as incoming
-        where
-{%- for key in keys %}
-{{ 'and ' if not loop.first }}existing.{{ key }}
-            is not distinct from incoming.{{ key }}
-{%- endfor %}
+        where {{ matches | join(' and ') }}
     );
 
-    insert into {{ target }} ({{ columns }})
-    select {{ columns }}
-    from {{ source }}
-    where {{ alive }} is not null
+insert into {{ target }} ({{ columns }})
+select {{ columns }}
+from {{ source }}
+where {{ config.require('alive_column') }} is not null
 {% endmacro %}
 
 
 {% macro batch_scope_literals(grain) %}
-    {#-
-        The batch scope's snapshot times (or days) as SQL literals, so the delete names
-        them and the warehouse can skip the storage blocks that hold none of them.
-    -#}
+{#-
+    The batch scope's snapshot times (or days) as SQL literals, so the delete names
+    them and the warehouse can skip the storage blocks that hold none of them.
+-#}
 {%- set column = 'snapshot_date' if grain == 'day' else 'snapshot_at' -%}
-{%- set query -%}
-select distinct cast({{ column }} as {{ dbt.type_string() }}) as scope_value
-        from {{ ref('int_batch_scope') }}
-        order by 1
-{%- endset -%}
 {%- set literals = [] -%}
-{%- if execute -%}
-        {%- for row in run_query(query).rows -%}
-            {%- do literals.append("'" ~ row[0] ~ "'") -%}
-        {%- endfor -%}
-    {%- endif -%}
+{%- set query = 'select distinct cast(' ~ column ~ ' as '
+    ~ dbt.type_string() ~ ') from ' ~ ref('int_batch_scope')
+    ~ ' order by 1' -%}
+{%- set rows = run_query(query).rows if execute else [] -%}
+{%- for row in rows -%}
+{%- do literals.append("'" ~ row[0] ~ "'") -%}
+{%- endfor -%}
 {{ return(literals) }}
 {% endmacro %}

@@ -11,6 +11,7 @@
             'game_id',
         ],
         alive_column='last_seen_at',
+        prune_column='snapshot_date',
     )
 }}
 

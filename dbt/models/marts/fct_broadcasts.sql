@@ -3,6 +3,9 @@
         incremental_strategy='replace_keys',
         unique_key='stream_id',
         alive_column='last_seen_at',
+        prune_column='last_seen_at',
+        prune_from='first_seen_at',
+        prune_to_scope=true,
     )
 }}
 
@@ -39,7 +42,7 @@ scope as (
 
 touched as (
 
-    select distinct stream_snapshots.stream_id
+    select stream_snapshots.stream_id
     from {{ ref('fct_stream_snapshots') }} as stream_snapshots
     inner join scope
         on stream_snapshots.snapshot_at = scope.snapshot_at

@@ -3,6 +3,7 @@
         incremental_strategy='replace_keys',
         unique_key=['stream_date', 'user_id', 'game_id'],
         alive_column='last_seen_at',
+        prune_column='stream_date',
     )
 }}
 
