@@ -24,7 +24,7 @@ SERVICE ?=
 # One line per JSON log event: time, level, service, event, then key=value; other lines as is.
 LOG_JQ := (try (fromjson | select(type == "object") | "\(.timestamp // "-") \(.level // "-" | ascii_upcase) \(.service // "-") \(.event // "-") \(del(.timestamp, .level, .service, .event) | to_entries | map("\(.key)=\(.value | if type == "string" then . else tojson end)") | join(" "))") catch null) // .
 
-.PHONY: help install install-dev demo test pytest lint format lock \
+.PHONY: help install install-dev demo docs test pytest lint format lock \
 	up down logs ps status reprocess rebuild serve-docs bench
 
 help: ## list the targets
@@ -51,6 +51,23 @@ install-dev: $(DEV) ## install, plus the test and lint tools
 
 demo: install ## run the whole pipeline on the built-in Twitch emulator
 	$(BIN)/twitch-bi demo
+
+# The dbt docs site, for the data folder the services use (DATA_DIR).
+DATA_DIR ?= data
+DOCS_BUILD := $(DATA_DIR)/state/dbt/docs
+DBT_DOCS = DATA_DIR=$(abspath $(DATA_DIR)) $(BIN)/dbt docs generate --static --quiet \
+	--no-send-anonymous-usage-stats --project-dir dbt --profiles-dir dbt \
+	--target-path $(abspath $(DOCS_BUILD)) --log-path $(abspath $(DOCS_BUILD))/logs
+
+docs: install ## build the dbt docs as one static page in data/docs/ (DATA_DIR=...)
+	@mkdir -p $(DOCS_BUILD) $(DATA_DIR)/docs
+	@# Column types come from the warehouse when it exists and no transformer holds it.
+	@if test -f $(DATA_DIR)/warehouse/twitch.duckdb && \
+		$(DBT_DOCS) > $(DOCS_BUILD)/generate.log 2>&1; then :; else \
+		echo "docs: warehouse missing or in use, building without column types"; \
+		$(DBT_DOCS) --target docs; fi
+	cp $(DOCS_BUILD)/static_index.html $(DATA_DIR)/docs/index.html
+	@echo "docs: open $(DATA_DIR)/docs/index.html"
 
 test: install-dev lint pytest ## install, lint, and run the whole test suite
 

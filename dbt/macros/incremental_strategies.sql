@@ -1,6 +1,6 @@
 {#
     The two ways this project's incremental models write a batch (see the overview,
-    `incremental_design`). Both are plain SQL, a delete and an insert in the model's
+    Incremental design). Both are plain SQL, a delete and an insert in the model's
     transaction, so they work on any adapter as they are.
 #}
 

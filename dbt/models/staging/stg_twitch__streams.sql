@@ -17,6 +17,7 @@ cleaned as (
         nullif(trim(game_name), '') as game_name,
         nullif(trim(type), '') as stream_type,
         title,
+        -- DuckDB-only: the empty list literal
         coalesce(tags, []) as tags,
         viewer_count,
         started_at,
