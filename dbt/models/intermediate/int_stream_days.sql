@@ -1,7 +1,7 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='replace_keys',
+        incremental_strategy='upsert_keys',
         unique_key=[
             'snapshot_date',
             'stream_id',

@@ -1,6 +1,6 @@
 {{
     config(
-        incremental_strategy='replace_keys',
+        incremental_strategy='upsert_keys',
         unique_key='user_id',
         alive_column='last_seen_at',
     )

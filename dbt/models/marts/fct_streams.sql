@@ -1,6 +1,6 @@
 {{
     config(
-        incremental_strategy='replace_keys',
+        incremental_strategy='upsert_keys',
         unique_key=['stream_date', 'user_id', 'game_id'],
         alive_column='last_seen_at',
         prune_column='stream_date',
