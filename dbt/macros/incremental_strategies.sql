@@ -1,7 +1,7 @@
 {#
-    The two ways this project's incremental models write a batch (see the overview,
-    Incremental design). Both are plain SQL, a delete and an insert in the model's
-    transaction, so they work on any adapter as they are.
+    The ways this project's incremental models write a batch (see the overview,
+    Incremental design). replace_scope and replace_keys are a delete and an insert
+    in plain SQL; upsert_keys is their faster DuckDB variant for unique keys.
 #}
 
 {% macro get_incremental_replace_scope_sql(arg_dict) %}
