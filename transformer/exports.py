@@ -160,7 +160,7 @@ def _batch_extends_exports(
         if spec.scope == "snapshot"
         for snapshot_at, snapshot_date in scope
     ]
-    return bool(snapshot_files) and not _recorded(con, snapshot_files)
+    return bool(snapshot_files) and not _recorded(con, reporting, snapshot_files)
 
 
 def _write_snapshot(
@@ -175,7 +175,7 @@ def _write_snapshot(
     target = _snapshot_file(folder, spec.model, snapshot_at, snapshot_date)
     where = f"{spec.file_per} = timestamptz {_quote(snapshot_at.isoformat())}"
     written = _write(con, spec, where, target)
-    _record(con, target, str(written.rows) if written.rows else None)
+    _record(con, folder.parent, target, str(written.rows) if written.rows else None)
     return written
 
 
@@ -229,7 +229,7 @@ def _write_hours(
     }
     for path in _hour_files_on_disk(folder, spec.model, first.date(), end.date()):
         targets.setdefault(path, None)
-    recorded = _recorded(con, targets)
+    recorded = _recorded(con, folder.parent, targets)
 
     written = []
     for target, moment in sorted(targets.items()):
@@ -247,7 +247,7 @@ def _write_hours(
         # An hour with nothing left selects no rows, which removes its file.
         where = "false" if moment is None else f"{hour} = timestamptz {_quote(moment.isoformat())}"
         written.append(_write(con, spec, where, target))
-        _record(con, target, value)
+        _record(con, folder.parent, target, value)
     return written
 
 
@@ -259,10 +259,11 @@ def _write_if_changed(
         f"select {_FINGERPRINT} from {spec.relation} as exported where {where}"
     ).fetchone()
     fingerprint = row[0] if row else None
-    if not force and target.exists() and _recorded(con, [target]).get(target) == fingerprint:
+    recorded = _recorded(con, target.parent.parent, [target])
+    if not force and target.exists() and recorded.get(target) == fingerprint:
         return []
     written = _write(con, spec, where, target)
-    _record(con, target, fingerprint)
+    _record(con, target.parent.parent, target, fingerprint)
     return [written]
 
 
@@ -298,23 +299,30 @@ def _hour_files_on_disk(folder: Path, model: str, first: date, last: date) -> li
     return found
 
 
-def _recorded(con: duckdb.DuckDBPyConnection, targets: Iterable[Path]) -> dict[Path, str]:
-    paths = [str(target) for target in targets]
+def _recorded(
+    con: duckdb.DuckDBPyConnection, reporting: Path, targets: Iterable[Path]
+) -> dict[Path, str]:
+    """What was recorded when these files were last written, by file."""
+    paths = {target.relative_to(reporting).as_posix(): target for target in targets}
     if not paths:
         return {}
     _ensure_fingerprint_table(con)
     rows = con.execute(
         f"select path, fingerprint from {FINGERPRINT_TABLE} where list_contains(?, path)",
-        [paths],
+        [list(paths)],
     ).fetchall()
-    return {Path(path): fingerprint for path, fingerprint in rows}
+    return {paths[path]: fingerprint for path, fingerprint in rows}
 
 
-def _record(con: duckdb.DuckDBPyConnection, target: Path, fingerprint: str | None) -> None:
+def _record(
+    con: duckdb.DuckDBPyConnection, reporting: Path, target: Path, fingerprint: str | None
+) -> None:
+    """Remember what a file holds now (paths relative to reporting/, so it may move)."""
     _ensure_fingerprint_table(con)
-    con.execute(f"delete from {FINGERPRINT_TABLE} where path = ?", [str(target)])
+    path = target.relative_to(reporting).as_posix()
+    con.execute(f"delete from {FINGERPRINT_TABLE} where path = ?", [path])
     if fingerprint is not None:
-        con.execute(f"insert into {FINGERPRINT_TABLE} values (?, ?)", [str(target), fingerprint])
+        con.execute(f"insert into {FINGERPRINT_TABLE} values (?, ?)", [path, fingerprint])
 
 
 def _ensure_fingerprint_table(con: duckdb.DuckDBPyConnection) -> None:
