@@ -127,7 +127,7 @@ changed_snapshots as (
 
 changed_rows as (
 
-    -- the only read of fct_stream_snapshots (DuckDB materializes a CTE read twice)
+    -- the one read of fct_stream_snapshots: DuckDB materializes a CTE read twice
     select
         stream_snapshots.*,
         changed_snapshots.is_appended
