@@ -10,17 +10,17 @@ are laid out and which of them a batch can change:
   timestamp whose date is `partition_by`, like a last sighting). A row moves to the
   current hour's file when a new snapshot sees it, so the rows a snapshot changes sit
   together in one small file instead of being spread over the day. A batch can change
-  rows up to N hours from its snapshots:
+  rows on the days within N hours of its snapshots:
   - a batch that only adds snapshots after every one exported so far changes exactly
     the rows its snapshots saw: they move into its hours' files, which are written,
     and leave older files, which are written again when their row count changed;
   - any other batch (late, reprocessed, removed snapshots) fingerprints every file
-    within N hours and writes those whose rows differ from what was written.
+    of those days and writes those whose rows differ from what was written.
 - `all`: one file, written again when its fingerprint changed.
 
-What was written (row counts, fingerprints: a count and a sum of row hashes) is kept
-in `ops.reporting_files`, beside the data it describes, so a rebuild that resets the
-warehouse forgets it too.
+What each file holds when written (a fingerprint: its row count and the sum of its
+rows' hashes) is kept in `ops.reporting_files`, beside the data it describes, so a
+rebuild that resets the warehouse forgets it too.
 """
 
 from __future__ import annotations
@@ -202,15 +202,19 @@ def _write_hours(
     always: set[datetime] | None = None,
     everything: bool = False,
 ) -> list[Written]:
-    """Write the hour files within `window` that changed.
+    """Write the hour files of the days of `window` that changed.
 
     With `always` (a batch that extends the timeline), the files of those hours are
     written and the others when their row count changed; otherwise, the files whose
-    fingerprint changed (all of them with `everything`).
+    fingerprint changed (all of them with `everything`). Either way, what a written
+    file holds is recorded as its fingerprint.
     """
     assert spec.partition_by and spec.file_per
-    first = _hour(window[0])
-    end = _hour(window[1]) + timedelta(hours=1)  # whole hours: every row of a file
+    # Whole days: a row's file can only move within the reach of the batch, and a
+    # file is fingerprinted with every row it holds.
+    first = datetime.combine(window[0].date(), datetime.min.time(), window[0].tzinfo)
+    end = datetime.combine(window[1].date(), datetime.min.time(), window[1].tzinfo)
+    end += timedelta(days=1)
     hour = f"date_trunc('hour', {spec.file_per})"
     measure = "cast(count(*) as varchar)" if always is not None else _FINGERPRINT
     current = dict(
@@ -227,7 +231,7 @@ def _write_hours(
     targets: dict[Path, datetime | None] = {
         _hour_file(folder, spec.model, moment): moment for moment in current
     }
-    for path in _hour_files_on_disk(folder, spec.model, first.date(), end.date()):
+    for path in _hour_files_on_disk(folder, spec.model, first, end):
         targets.setdefault(path, None)
     recorded = _recorded(con, folder.parent, targets)
 
@@ -247,18 +251,24 @@ def _write_hours(
         # An hour with nothing left selects no rows, which removes its file.
         where = "false" if moment is None else f"{hour} = timestamptz {_quote(moment.isoformat())}"
         written.append(_write(con, spec, where, target))
+        if always is not None and moment is not None:
+            value = _fingerprint(con, spec, where)
         _record(con, folder.parent, target, value)
     return written
+
+
+def _fingerprint(con: duckdb.DuckDBPyConnection, spec: ExportSpec, where: str) -> str | None:
+    row = con.execute(
+        f"select {_FINGERPRINT} from {spec.relation} as exported where {where}"
+    ).fetchone()
+    return str(row[0]) if row else None
 
 
 def _write_if_changed(
     con: duckdb.DuckDBPyConnection, spec: ExportSpec, target: Path, where: str, force: bool = False
 ) -> list[Written]:
     """Write one file of a model unless its rows are those written last time."""
-    row = con.execute(
-        f"select {_FINGERPRINT} from {spec.relation} as exported where {where}"
-    ).fetchone()
-    fingerprint = row[0] if row else None
+    fingerprint = _fingerprint(con, spec, where)
     recorded = _recorded(con, target.parent.parent, [target])
     if not force and target.exists() and recorded.get(target) == fingerprint:
         return []
@@ -282,20 +292,24 @@ def _hour_file(folder: Path, model: str, moment: datetime) -> Path:
     return folder / f"date={moment.date()}" / f"{model}_{moment.strftime('%Y%m%dT%H')}Z.parquet"
 
 
-def _hour_files_on_disk(folder: Path, model: str, first: date, last: date) -> list[Path]:
-    """Hour files written before within the window's days (some may have emptied since)."""
+def _hour_files_on_disk(folder: Path, model: str, first: datetime, end: datetime) -> list[Path]:
+    """Hour files written before for the hours from `first` up to `end` (some may have
+    emptied since)."""
     found = []
     for partition in folder.glob("date=*"):
         try:
             day = date.fromisoformat(partition.name.removeprefix("date="))
         except ValueError:
             continue
-        if first <= day <= last:
-            found += [
-                path
-                for path in partition.glob(f"{model}_*.parquet")
-                if _HOUR_STAMP.search(path.name)
-            ]
+        if not first.date() <= day <= end.date():
+            continue
+        for path in partition.glob(f"{model}_*.parquet"):
+            stamp = _HOUR_STAMP.search(path.name)
+            if stamp is None:
+                continue
+            moment = datetime.strptime(stamp.group(1), "%Y%m%dT%H").replace(tzinfo=first.tzinfo)
+            if first <= moment < end:
+                found.append(path)
     return found
 
 

@@ -76,10 +76,19 @@ def test_a_batch_rewrites_only_its_partitions_and_leaves_no_stale_file(
     worker.close()
 
     changed = {name for name, identity in after.items() if before.get(name) != identity}
-    assert changed == {
+    # Day 1's files (per snapshot, per day, per hour of last sighting) and the one-file
+    # dimensions, whose first and last sightings a late snapshot may move.
+    dimensions = {f"{name}/{name}.parquet" for name in ("dim_channels", "dim_channel_names")}
+    hour = DAY1.strftime("%Y%m%dT%H")
+    assert changed - dimensions - {"dim_games/dim_games.parquet"} == {
         f"fct_stream_snapshots/date={DAY1.date()}/fct_stream_snapshots_{stamp(late_at)}.parquet"
         for late_at in (DAY1 + timedelta(minutes=15), DAY1 + timedelta(minutes=30))
-    } | {f"fct_streams/date={DAY1.date()}/fct_streams.parquet"}
+    } | {
+        f"fct_streams/date={DAY1.date()}/fct_streams_{hour}Z.parquet",
+        f"fct_broadcasts/date={DAY1.date()}/fct_broadcasts_{hour}Z.parquet",
+        f"agg_games_daily/date={DAY1.date()}/agg_games_daily.parquet",
+        f"agg_snapshots/date={DAY1.date()}/agg_snapshots.parquet",
+    }
     assert set(after) - set(before) == {
         f"fct_stream_snapshots/date={DAY1.date()}/"
         f"fct_stream_snapshots_{stamp(DAY1 + timedelta(minutes=15))}.parquet"

@@ -127,7 +127,7 @@ changed_snapshots as (
 
 changed_rows as (
 
-    -- the one read of fct_stream_snapshots: DuckDB materializes a CTE read twice
+    -- read fct_stream_snapshots once: DuckDB materializes a CTE read twice
     select
         stream_snapshots.*,
         changed_snapshots.is_appended
