@@ -91,6 +91,29 @@ changed_days as (
 
 {% endif %}
 
+categories as (
+
+    -- per broadcast and category (none too): the one read of int_stream_days
+    select
+        stream_id,
+        game_id,
+        {{ latest('game_name', 'last_seen_at') }} as game_name,
+        {{ latest('user_id', 'last_seen_at') }} as user_id,
+        {{ latest('user_login', 'last_seen_at') }} as user_login,
+        {{ latest('language', 'last_seen_at') }} as language,
+        min(started_at) as started_at,
+        min(first_seen_at) as first_seen_at,
+        max(last_seen_at) as last_seen_at,
+        sum(snapshot_count) as snapshot_count,
+        sum(viewer_seconds) as viewer_seconds,
+        sum(streamed_seconds) as streamed_seconds,
+        max(peak_viewers) as peak_viewers
+
+    from changed_days
+    group by stream_id, game_id
+
+),
+
 totals as (
 
     select
@@ -108,23 +131,8 @@ totals as (
         ) as streamed_seconds,
         max(peak_viewers) as peak_viewers
 
-    from changed_days
+    from categories
     group by stream_id
-
-),
-
-categories as (
-
-    -- each category once, from the first snapshot that saw it in the broadcast
-    select
-        stream_id,
-        game_id,
-        min(first_seen_at) as first_seen_at,
-        {{ latest('game_name', 'last_seen_at') }} as game_name
-
-    from changed_days
-    where game_id is not null
-    group by stream_id, game_id
 
 ),
 
@@ -138,6 +146,7 @@ played as (
         ) }} as game_names
 
     from categories
+    where game_id is not null
     group by stream_id
 
 ),
