@@ -19,13 +19,31 @@ from twitch_bi.contract import SNAPSHOT_SCHEMA, CrawlMetadata
 from twitch_bi.emulator.population import LANGUAGES, Population
 
 _TITLES = (
-    "ranked grind | road to top 500", "chill stream", "first playthrough 🎮", "¡vamos!",
-    "チャレンジ中", "랭크 게임", "стрим с чатом", "İlk kez oynuyoruz", "speedrun attempts",
-    "late night vibes ✨", "drops enabled", "", ".", "giveaway at 1k | !discord",
+    "ranked grind | road to top 500",
+    "chill stream",
+    "first playthrough 🎮",
+    "¡vamos!",
+    "チャレンジ中",
+    "랭크 게임",
+    "стрим с чатом",
+    "İlk kez oynuyoruz",
+    "speedrun attempts",
+    "late night vibes ✨",
+    "drops enabled",
+    "",
+    ".",
+    "giveaway at 1k | !discord",
 )
 _TAG_SETS = (
-    ["English"], ["English", "Chill"], ["Español", "Competitive", "FPS"], ["IRL"],
-    ["Japanese", "RPG"], ["Korean"], ["Català", "multilingüe"], ["Speedrun", "Retro"], [],
+    ["English"],
+    ["English", "Chill"],
+    ["Español", "Competitive", "FPS"],
+    ["IRL"],
+    ["Japanese", "RPG"],
+    ["Korean"],
+    ["Català", "multilingüe"],
+    ["Speedrun", "Retro"],
+    [],
 )
 
 
@@ -86,9 +104,9 @@ class SnapshotFactory:
             "language": self._language.take(pa.array(channel)),
             "thumbnail_url": self._thumb.take(name_index),
             "is_mature": self._mature.take(pa.array(channel)),
-            "snapshot_at": pa.array(
-                np.full(n, int(at.timestamp()) * 1_000_000, np.int64)
-            ).cast(pa.timestamp("us", tz="UTC")),
+            "snapshot_at": pa.array(np.full(n, int(at.timestamp()) * 1_000_000, np.int64)).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
         }
         return pa.Table.from_pydict(columns, schema=SNAPSHOT_SCHEMA)
 

@@ -255,9 +255,17 @@ def measure_baseline(work: Path, files: list[Path], history: int, plan: Plan) ->
         os.link(path, poc_dir / "landing" / path.name)
         subprocess.run(
             [
-                str(BIN / "dbt"), "run", "--project-dir", str(project), "--profiles-dir",
-                str(project), "--target-path", str(poc_dir / "target"), "--log-path",
-                str(poc_dir / "logs"), "--quiet",
+                str(BIN / "dbt"),
+                "run",
+                "--project-dir",
+                str(project),
+                "--profiles-dir",
+                str(project),
+                "--target-path",
+                str(poc_dir / "target"),
+                "--log-path",
+                str(poc_dir / "logs"),
+                "--quiet",
             ],
             env=env,
             check=True,
@@ -306,8 +314,16 @@ def measure_extractor(work: Path, plan: Plan) -> dict[str, Any]:
     config = json.dumps({"ratelimit_limit": 10_000_000})
     with open(log_path, "w", encoding="utf-8") as log:
         emulator = subprocess.Popen(
-            [str(BIN / "twitch-bi"), "emulator", "--port", "0", "--size",
-             str(plan.extractor_streams), "--config", config],
+            [
+                str(BIN / "twitch-bi"),
+                "emulator",
+                "--port",
+                "0",
+                "--size",
+                str(plan.extractor_streams),
+                "--config",
+                config,
+            ],
             env={**os.environ, "LOG_FORMAT": "json"},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -369,16 +385,16 @@ def measure_storage(pool_files: list[Path], data_dir: Path) -> dict[str, Any]:
             "rows": sum(pq.read_metadata(path).num_rows for path in files),
         }
     grain = per_table.get("fct_stream_snapshots", {"bytes": 0, "rows": 1})
+    grain_rows = max(grain["rows"], 1)
     total_reporting = sum(item["bytes"] for item in per_table.values())
     warehouse = data_dir / "warehouse" / "twitch.duckdb"
+    warehouse_bytes = warehouse.stat().st_size if warehouse.exists() else 0
     return {
         "compression": "zstd (level 3 in landing, DuckDB's default level in reporting)",
         "landing_bytes_per_stream_snapshot": round(landing_bytes / landing_rows, 1),
-        "reporting_grain_bytes_per_stream_snapshot": round(grain["bytes"] / max(grain["rows"], 1), 1),
-        "reporting_all_tables_bytes_per_stream_snapshot": round(total_reporting / max(grain["rows"], 1), 1),
-        "warehouse_bytes_per_stream_snapshot": round(warehouse.stat().st_size / max(grain["rows"], 1), 1)
-        if warehouse.exists()
-        else None,
+        "reporting_grain_bytes_per_stream_snapshot": round(grain["bytes"] / grain_rows, 1),
+        "reporting_all_tables_bytes_per_stream_snapshot": round(total_reporting / grain_rows, 1),
+        "warehouse_bytes_per_stream_snapshot": round(warehouse_bytes / grain_rows, 1),
         "reporting_tables": per_table,
     }
 
@@ -412,7 +428,8 @@ def machine() -> dict[str, Any]:
 def render(results: Results, smoke: bool) -> str:
     m = results.measurements
     small, large = m["latency_small"], m["latency_large"]
-    baseline, backfill, extractor, storage = m["baseline"], m["backfill"], m["extractor"], m["storage"]
+    baseline, backfill = m["baseline"], m["backfill"]
+    extractor, storage = m["extractor"], m["storage"]
     flatness = large["latency_p50_s"] / small["latency_p50_s"]
     speedup = baseline["per_file_p50_s"] / small["latency_p50_s"]
     peak = max(small["peak_rss_mb"], large["peak_rss_mb"], backfill["peak_rss_mb"])
@@ -425,43 +442,88 @@ def render(results: Results, smoke: bool) -> str:
     lines = [
         "# Benchmarks",
         "",
-        ("Smoke run (tiny data, for the test suite): figures mean nothing." if smoke else
-         "Produced by `make bench` (`python -m bench.run`). Snapshots of "
-         f"{results.plan['streams']:,} live streams, 96 a day, made from the emulator's "
-         "population; the transformer runs as `twitch-bi watch` with "
-         f"`DUCKDB_MEMORY_LIMIT={results.plan['memory_limit']}`."),
+        (
+            "Smoke run (tiny data, for the test suite): figures mean nothing."
+            if smoke
+            else "Produced by `make bench` (`python -m bench.run`). Snapshots of "
+            f"{results.plan['streams']:,} live streams, 96 a day, made from the emulator's "
+            "population; the transformer runs as `twitch-bi watch` with "
+            f"`DUCKDB_MEMORY_LIMIT={results.plan['memory_limit']}`."
+        ),
         "",
         f"Machine: {machine_line}.",
         "",
         "| measurement | result | target | |",
         "| --- | --- | --- | --- |",
-        row("file-to-report latency, 100 snapshots processed (p50 / p95)",
-            f"{small['latency_p50_s']:.2f} s / {small['latency_p95_s']:.2f} s", "", None),
-        row("file-to-report latency, 1,000 snapshots processed (p50 / p95)",
-            f"{large['latency_p50_s']:.2f} s / {large['latency_p95_s']:.2f} s", "p50 ≤ 1.5 s",
-            large["latency_p50_s"] <= 1.5),
+        row(
+            "file-to-report latency, 100 snapshots processed (p50 / p95)",
+            f"{small['latency_p50_s']:.2f} s / {small['latency_p95_s']:.2f} s",
+            "",
+            None,
+        ),
+        row(
+            "file-to-report latency, 1,000 snapshots processed (p50 / p95)",
+            f"{large['latency_p50_s']:.2f} s / {large['latency_p95_s']:.2f} s",
+            "p50 ≤ 1.5 s",
+            large["latency_p50_s"] <= 1.5,
+        ),
         row("p50 at 1,000 / p50 at 100", f"{flatness:.2f}", "≤ 1.3", flatness <= 1.3),
-        row("proof of concept's way at 100 (new dbt process, full rebuild), per file",
-            f"{baseline['per_file_p50_s']:.2f} s", "", None),
+        row(
+            "proof of concept's way at 100 (new dbt process, full rebuild), per file",
+            f"{baseline['per_file_p50_s']:.2f} s",
+            "",
+            None,
+        ),
         row("twitch-bi speed-up over it, per file", f"{speedup:.1f}×", "≥ 10×", speedup >= 10),
-        row(f"backfill of {backfill['snapshots']} snapshots dropped at once",
+        row(
+            f"backfill of {backfill['snapshots']} snapshots dropped at once",
             f"{backfill['rows_per_second']:,} rows/s ({backfill['seconds']} s, "
-            f"{backfill['batches']} batches)", "≥ 1,000,000 rows/s",
-            backfill["rows_per_second"] >= 1_000_000),
-        row("transformer peak RSS (latency runs and backfill)", f"{peak} MB", "≤ 1,536 MB",
-            peak <= 1536),
-        row(f"extractor, {extractor['streams']:,} streams, no latency: wall",
-            f"{extractor['wall_s']} s", "≤ 8 s", extractor["wall_s"] <= 8),
-        row("extractor peak RSS", f"{extractor['peak_rss_mb']} MB", "≤ 400 MB",
-            extractor["peak_rss_mb"] <= 400),
-        row("landing, bytes per stream-snapshot",
-            f"{storage['landing_bytes_per_stream_snapshot']}", storage["compression"], None),
-        row("reporting `fct_stream_snapshots`, bytes per stream-snapshot",
-            f"{storage['reporting_grain_bytes_per_stream_snapshot']}", "", None),
-        row("reporting, all tables, bytes per stream-snapshot",
-            f"{storage['reporting_all_tables_bytes_per_stream_snapshot']}", "", None),
-        row("warehouse (DuckDB file), bytes per stream-snapshot",
-            f"{storage['warehouse_bytes_per_stream_snapshot']}", "", None),
+            f"{backfill['batches']} batches)",
+            "≥ 1,000,000 rows/s",
+            backfill["rows_per_second"] >= 1_000_000,
+        ),
+        row(
+            "transformer peak RSS (latency runs and backfill)",
+            f"{peak} MB",
+            "≤ 1,536 MB",
+            peak <= 1536,
+        ),
+        row(
+            f"extractor, {extractor['streams']:,} streams, no latency: wall",
+            f"{extractor['wall_s']} s",
+            "≤ 8 s",
+            extractor["wall_s"] <= 8,
+        ),
+        row(
+            "extractor peak RSS",
+            f"{extractor['peak_rss_mb']} MB",
+            "≤ 400 MB",
+            extractor["peak_rss_mb"] <= 400,
+        ),
+        row(
+            "landing, bytes per stream-snapshot",
+            f"{storage['landing_bytes_per_stream_snapshot']}",
+            storage["compression"],
+            None,
+        ),
+        row(
+            "reporting `fct_stream_snapshots`, bytes per stream-snapshot",
+            f"{storage['reporting_grain_bytes_per_stream_snapshot']}",
+            "",
+            None,
+        ),
+        row(
+            "reporting, all tables, bytes per stream-snapshot",
+            f"{storage['reporting_all_tables_bytes_per_stream_snapshot']}",
+            "",
+            None,
+        ),
+        row(
+            "warehouse (DuckDB file), bytes per stream-snapshot",
+            f"{storage['warehouse_bytes_per_stream_snapshot']}",
+            "",
+            None,
+        ),
         "",
         "Processing the history itself (a backfill of that many snapshots): "
         f"{small['history_rows_per_second']:,} rows/s for 100, "
@@ -495,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     m["baseline"] = measure_baseline(work, files, plan.history_small, plan)
     m["backfill"] = measure_backfill(work, files, plan)
     m["latency_large"] = measure_latency(work, files, plan.history_large, plan)
-    m["storage"] = measure_storage(files[: plan.history_large], Path(m["latency_large"]["data_dir"]))
+    largest = Path(m["latency_large"]["data_dir"])
+    m["storage"] = measure_storage(files[: plan.history_large], largest)
     m["seconds"] = round(time.monotonic() - started)
 
     args.out.mkdir(parents=True, exist_ok=True)
