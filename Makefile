@@ -91,9 +91,8 @@ lock: install-dev ## re-pin dependencies after changing pyproject.toml (needs th
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -q \
 		-c requirements.lock -o requirements-dev.lock
 
-bench: install-dev ## measure crawl and transform times (bench/run.py) and print a table
-	@test -f bench/run.py || { echo "make bench: there is no bench/run.py yet" >&2; exit 1; }
-	$(BIN)/python bench/run.py
+bench: install-dev ## benchmarks on 100,000-stream snapshots (~30 min); writes bench/RESULTS.md
+	RUNTIME__DLTHUB_TELEMETRY=false $(BIN)/python -m bench.run
 
 # --- deployed: Docker Compose, from this folder -----------------------------------------
 

@@ -34,7 +34,7 @@ _TITLES = (
     ".",
     "giveaway at 1k | !discord",
 )
-_TAG_SETS = (
+_TAG_SETS: tuple[list[str], ...] = (
     ["English"],
     ["English", "Chill"],
     ["Español", "Competitive", "FPS"],
