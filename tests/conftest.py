@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from extractor.landing import SnapshotBuffer, land_snapshot
+from tests.processes import JsonLinesProcess
 from twitch_bi.contract import CrawlMetadata
 from twitch_bi.emulator import (
     DEFAULT_CLIENT_ID,
@@ -85,7 +85,7 @@ def service_env(
     return env
 
 
-class Process:
+class Process(JsonLinesProcess):
     """A `twitch-bi` subprocess whose stdout (JSON lines) is kept in a file."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
@@ -99,30 +99,8 @@ class Process:
             cwd=REPO,
         )
 
-    def lines(self) -> list[dict[str, Any]]:
-        records = []
-        for line in self.log_path.read_text(encoding="utf-8").splitlines():
-            if line.startswith("{"):
-                records.append(json.loads(line))
-        return records
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines() if line.get("event") == name]
-
-    def wait_for_event(
-        self, name: str, timeout: float = 60, count: int = 1
-    ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.events(name)
-            if len(found) >= count:
-                return found
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(
-            f"no {count}x {name!r} within {timeout} s; log:\n{self.log_path.read_text()[-4000:]}"
-        )
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.popen.poll() is None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 from tests.deploy import files
+from tests.processes import JsonLinesProcess
 from twitch_bi.emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, EmulatorServer
 
 TWITCH_BI = Path(sys.executable).with_name("twitch-bi")
@@ -62,7 +60,7 @@ def healthcheck(service: str, env: dict[str, str]) -> subprocess.CompletedProces
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=20)
 
 
-class ServiceProcess:
+class ServiceProcess(JsonLinesProcess):
     """One service: started like its container, stdout and stderr kept apart in files."""
 
     def __init__(self, service: str, env: dict[str, str], workdir: Path, log_dir: Path) -> None:
@@ -86,36 +84,11 @@ class ServiceProcess:
     def stderr(self) -> str:
         return self.stderr_path.read_text(encoding="utf-8")
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every complete stdout line that is a JSON object (a line being written is skipped)."""
-        found = []
-        for line in self.stdout().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                found.append(record)
-        return found
+    def output(self) -> str:
+        return self.stdout()
 
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [record for record in self.records() if record.get("event") == name]
-
-    def wait_for_event(
-        self, name: str, timeout: float = 60, count: int = 1
-    ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.events(name)
-            if len(found) >= count:
-                return found
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(
-            f"{self.service}: no {count}x {name!r} within {timeout} s; stdout:\n"
-            f"{self.stdout()[-4000:]}\nstderr:\n{self.stderr()[-4000:]}"
-        )
+    def describe(self) -> str:
+        return f"{self.service}: stdout:\n{self.stdout()[-4000:]}\nstderr:\n{self.stderr()[-4000:]}"
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, as `docker compose stop` sends, then wait up to `timeout` seconds."""

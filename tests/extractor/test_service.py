@@ -217,7 +217,7 @@ def test_schedule_crawls_at_start_and_stops_cleanly_between_crawls(
     process.wait_for_event("snapshot_landed")
 
     assert process.stop(signal.SIGTERM) == 0
-    assert [line["event"] for line in process.lines()] == [
+    assert [line["event"] for line in process.records()] == [
         "extractor_started",
         "snapshot_landed",
         "extractor_stopped",
@@ -264,7 +264,7 @@ def test_a_signal_during_a_crawl_stops_it_quickly_and_lands_nothing(
     layout = Layout(data_dir)
     assert code == 0
     assert server.emulator.stats()["streams_requests"] < 50
-    assert [line["event"] for line in process.lines()][-2:] == [
+    assert [line["event"] for line in process.records()][-2:] == [
         "crawl_interrupted",
         "extractor_stopped",
     ]
