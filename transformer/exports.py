@@ -29,6 +29,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,8 @@ TIMELINE_TABLE = "main.int_snapshots"
 FINGERPRINT_TABLE = "ops.reporting_files"
 _HOURLY = re.compile(r"hourly_(\d+)h")
 _HOUR_STAMP = re.compile(r"_(\d{8}T\d{2})Z\.parquet$")
+# Models exported at once: the machines this runs on have two cores or more.
+EXPORT_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -66,36 +69,57 @@ def _file_stamp(moment: datetime) -> str:
 def export_changes(
     con: duckdb.DuckDBPyConnection, specs: list[ExportSpec], reporting: Path
 ) -> list[Written]:
-    """Rewrite what the batch in `int_batch_scope` changed, for every exported model."""
+    """Rewrite what the batch in `int_batch_scope` changed, for every exported model.
+
+    Models are exported side by side, each on its own cursor: one file is one Parquet
+    row group, which DuckDB writes on one core.
+    """
     scope = con.execute(
         f"select distinct snapshot_at, snapshot_date from {SCOPE_TABLE} order by 1"
     ).fetchall()
-    days = sorted({snapshot_date for _, snapshot_date in scope})
     # Decided before this batch records any file of its own.
     extends = _batch_extends_exports(con, specs, reporting, scope)
+    _ensure_fingerprint_table(con)
+
+    def export(spec: ExportSpec) -> list[Written]:
+        with con.cursor() as cursor:
+            # Hours and dates of timestamps are UTC's, whatever the session would say.
+            cursor.execute("set TimeZone = 'UTC'")
+            return _export_model(cursor, spec, reporting, scope, extends)
+
+    with ThreadPoolExecutor(EXPORT_THREADS, thread_name_prefix="export") as pool:
+        return [written for files in pool.map(export, specs) for written in files]
+
+
+def _export_model(
+    con: duckdb.DuckDBPyConnection,
+    spec: ExportSpec,
+    reporting: Path,
+    scope: list[tuple[datetime, date]],
+    extends: bool,
+) -> list[Written]:
+    folder = reporting / spec.model
     written: list[Written] = []
-    for spec in specs:
-        folder = reporting / spec.model
-        if spec.scope == "snapshot":
-            for snapshot_at, snapshot_date in scope:
-                written.append(_write_snapshot(con, spec, folder, snapshot_at, snapshot_date))
-        elif spec.scope == "day":
-            for day in days:
-                written.append(_write_day(con, spec, folder, day))
-        elif (hourly := _HOURLY.fullmatch(spec.scope)) is not None:
-            if scope:
-                reach = timedelta(hours=int(hourly.group(1)))
-                if extends:
-                    window = (scope[0][0] - reach, scope[-1][0])
-                    scope_hours = {_hour(snapshot_at) for snapshot_at, _ in scope}
-                    written += _write_hours(con, spec, folder, window, always=scope_hours)
-                else:
-                    window = (scope[0][0] - reach, scope[-1][0] + reach)
-                    written += _write_hours(con, spec, folder, window)
-        elif spec.scope == "all":
-            written += _write_if_changed(con, spec, folder / f"{spec.model}.parquet", "true")
-        else:
-            raise ValueError(f"{spec.model}: unknown export scope {spec.scope!r}")
+    if spec.scope == "snapshot":
+        for snapshot_at, snapshot_date in scope:
+            written.append(_write_snapshot(con, spec, folder, snapshot_at, snapshot_date))
+    elif spec.scope == "day":
+        for day in sorted({snapshot_date for _, snapshot_date in scope}):
+            written.append(_write_day(con, spec, folder, day))
+    elif (hourly := _HOURLY.fullmatch(spec.scope)) is not None:
+        if scope:
+            reach = timedelta(hours=int(hourly.group(1)))
+            if extends:
+                window = (scope[0][0] - reach, scope[-1][0])
+                scope_hours = {_hour(snapshot_at) for snapshot_at, _ in scope}
+                written += _write_hours(con, spec, folder, window, always=scope_hours)
+            else:
+                window = (scope[0][0] - reach, scope[-1][0] + reach)
+                written += _write_hours(con, spec, folder, window)
+    elif spec.scope == "all":
+        written += _write_if_changed(con, spec, folder / f"{spec.model}.parquet", "true")
+    else:
+        raise ValueError(f"{spec.model}: unknown export scope {spec.scope!r}")
     return written
 
 

@@ -143,6 +143,9 @@ class WatchService:
             if pending:
                 self._process(worker, pending)
                 self._refresh_status(worker, 0)
+            elif not names:
+                # Nothing came in this tick: housekeeping costs no file its latency.
+                worker.checkpoint()
         observer.stop()
         observer.join(timeout=5)
 

@@ -207,3 +207,33 @@ def test_a_file_no_event_announced_is_found_by_reconciliation(
         service.stopping.set()
         thread.join(timeout=30)
     assert status(data_dir)["processed"] == 1
+
+
+def test_the_write_ahead_log_is_folded_in_when_idle_not_inside_a_batch(
+    in_process: Settings, data_dir: Path
+) -> None:
+    layout = Layout(data_dir)
+    wal = Path(f"{layout.warehouse_db}.wal")
+    worker = Worker(in_process)
+    worker.start()
+    worker.checkpoint()
+    for minutes in (0, 15, 30):
+        write_snapshot(data_dir, DAY1 + timedelta(minutes=minutes), size=200)
+        worker.process(worker.pending())
+    # Three batches in, the log still holds them: no batch paid for a checkpoint, and
+    # a live feed's batches (tens of MB of log each) do not either.
+    assert wal.exists() and wal.stat().st_size > 0
+    [(threshold,)] = worker.con.execute("select current_setting('checkpoint_threshold')").fetchall()
+    assert threshold == "244.1 MiB"  # 256 MB, as DuckDB prints it
+    reporting = _files(layout.reporting)
+
+    worker.checkpoint()
+    assert not wal.exists() or wal.stat().st_size == 0
+    worker.close()
+    # Nothing was lost in the fold: a new worker reads the same three snapshots.
+    again = Worker(in_process)
+    assert [
+        row[0] for row in again.con.execute("select count(*) from main.agg_snapshots").fetchall()
+    ] == [3]
+    assert _files(layout.reporting) == reporting
+    again.close()
