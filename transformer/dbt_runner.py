@@ -41,6 +41,7 @@ class DbtOutcome:
     failed_models: list[str] = field(default_factory=list)  # nodes that errored
     messages: list[str] = field(default_factory=list)
     changed_marts: bool = False  # an incremental model ran: the marts may hold batch rows
+    node_ms: dict[str, int] = field(default_factory=dict)  # time each model and test took
 
     @property
     def data_problem(self) -> bool:
@@ -129,6 +130,7 @@ class DbtProject:
         for node_result in getattr(result.result, "results", None) or []:
             status = str(node_result.status)
             node = node_result.node
+            outcome.node_ms[node.name] = int((node_result.execution_time or 0) * 1000)
             if status in {"success", "error"} and node.config.materialized == "incremental":
                 # An incremental model that ran (even one that then failed) may have
                 # replaced rows: the caller takes the batch's snapshots back out.
@@ -147,6 +149,7 @@ class DbtProject:
             command=command,
             success=outcome.success,
             duration_ms=outcome.duration_ms,
+            node_ms=outcome.node_ms,
         )
         return outcome
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,10 +83,19 @@ def export_changes(
     _ensure_fingerprint_table(con)
 
     def export(spec: ExportSpec) -> list[Written]:
+        started = time.monotonic()
         with con.cursor() as cursor:
             # Hours and dates of timestamps are UTC's, whatever the session would say.
             cursor.execute("set TimeZone = 'UTC'")
-            return _export_model(cursor, spec, reporting, scope, extends)
+            written = _export_model(cursor, spec, reporting, scope, extends)
+        log.debug(
+            "model_exported",
+            model=spec.model,
+            files=len(written),
+            rows=sum(file.rows for file in written),
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        return written
 
     with ThreadPoolExecutor(EXPORT_THREADS, thread_name_prefix="export") as pool:
         return [written for files in pool.map(export, specs) for written in files]
