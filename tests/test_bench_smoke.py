@@ -38,6 +38,7 @@ def test_smoke_run_writes_a_consistent_report(tmp_path: Path) -> None:
     assert len(m["latency_large"]["latencies_s"]) == SMOKE.new_files
     assert all(value > 0 for value in m["latency_large"]["latencies_s"])
     assert len(m["baseline"]["per_file_s"]) == SMOKE.baseline_files
+    assert len(m["baseline_large"]["per_file_s"]) == SMOKE.baseline_files_large
     assert m["backfill"]["rows"] == SMOKE.streams * SMOKE.backfill
     assert m["extractor"]["rows"] == SMOKE.extractor_streams
 
