@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from twitch_bi.contract import is_candidate_name
+from twitch_bi.contract import is_candidate_name, snapshot_time_from_name
 from twitch_bi.settings import Settings, SettingsError
 from twitch_bi.statefile import read_json, write_json
 
@@ -52,7 +52,18 @@ def request_reprocess(settings: Settings, files: list[str], since: date | None) 
     if not names and since is None:
         raise SettingsError("name the files to reprocess, or give --since DATE")
     submit(settings, "reprocess", files=names, since=since.isoformat() if since else None)
-    return names if names else [f"every snapshot since {since}"]
+    return names
+
+
+def landed_since(settings: Settings, since: date) -> list[str]:
+    """The landed files named from `since` on: what `--since` will take, as far as names say
+    (the transformer goes by the snapshot time it recorded, and logs the true count)."""
+    found = []
+    for path in settings.layout.landing_streams.glob("*.parquet"):
+        moment = snapshot_time_from_name(path.name)
+        if moment is not None and moment.date() >= since and is_candidate_name(path.name):
+            found.append(path.name)
+    return sorted(found)
 
 
 class TransformerLock:

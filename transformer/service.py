@@ -220,26 +220,8 @@ class WatchService:
         return applied
 
     def _refresh_status(self, worker: Worker, pending: int) -> None:
-        counts = worker.ledger.counts()
-        last_file, last_at, last_snapshot = worker.ledger.last_processed()
-        newest_name, newest_at = newest_landed(self.settings)
-        lag = None
-        if newest_at is not None and last_snapshot is not None:
-            lag = max(0.0, (newest_at - last_snapshot).total_seconds())
         with self._status_lock:
-            self._status = {
-                "processed": counts.get("done", 0),
-                "pending": pending + worker.waiting,
-                "waiting_incomplete": worker.waiting,
-                "failed": counts.get("failed", 0),
-                "quarantined": counts.get("quarantined", 0),
-                "last_file": last_file,
-                "last_processed_at": last_at.isoformat() if last_at else None,
-                "newest_landed": newest_name,
-                "lag_seconds": lag,
-                "last_error": worker.last_error,
-                "last_error_at": worker.last_error_at.isoformat() if worker.last_error_at else None,
-            }
+            self._status = current_status(self.settings, worker, pending)
         self._write_status()
 
     def _write_status(self) -> None:
@@ -255,6 +237,29 @@ class WatchService:
             except OSError:
                 log.exception("heartbeat_failed")
         self._write_status()
+
+
+def current_status(settings: Settings, worker: Worker, pending: int) -> dict[str, Any]:
+    """What `twitch-bi status` shows, from the ledger and landing/streams/."""
+    counts = worker.ledger.counts()
+    last_file, last_at, last_snapshot = worker.ledger.last_processed()
+    newest_name, newest_at = newest_landed(settings)
+    lag = None
+    if newest_at is not None and last_snapshot is not None:
+        lag = max(0.0, (newest_at - last_snapshot).total_seconds())
+    return {
+        "processed": counts.get("done", 0),
+        "pending": pending + worker.waiting,
+        "waiting_incomplete": worker.waiting,
+        "failed": counts.get("failed", 0),
+        "quarantined": counts.get("quarantined", 0),
+        "last_file": last_file,
+        "last_processed_at": last_at.isoformat() if last_at else None,
+        "newest_landed": newest_name,
+        "lag_seconds": lag,
+        "last_error": worker.last_error,
+        "last_error_at": worker.last_error_at.isoformat() if worker.last_error_at else None,
+    }
 
 
 def run_watch(settings: Settings, options: WorkerOptions | None = None) -> int:
@@ -305,6 +310,8 @@ def run_rebuild(settings: Settings, options: WorkerOptions | None = None) -> int
                 quarantined=sum(len(result.quarantined) for result in results),
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
+            # `status` shows the rebuilt warehouse, not what a stopped `watch` last wrote.
+            write_status(settings, busy_since=None, **current_status(settings, worker, 0))
         finally:
             worker.close()
     finally:

@@ -73,10 +73,18 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
     _logging("transformer", settings)
-    from transformer.control import request_reprocess
+    from transformer.control import landed_since, request_reprocess
 
     queued = request_reprocess(settings, files=args.files, since=args.since)
-    print(f"queued {len(queued)} file(s) for reprocessing")
+    if args.since is not None:
+        named = len(landed_since(settings, args.since))
+        print(
+            f"queued every snapshot from {args.since} on for reprocessing "
+            f"({named} landed file(s) are named from that day on; the transformer logs "
+            "reprocess_requested with its count)"
+        )
+    if queued:
+        print(f"queued {len(queued)} file(s) for reprocessing")
     return 0
 
 

@@ -63,6 +63,11 @@ def test_same_content_is_skipped_and_new_content_or_reprocess_equals_a_fresh_run
     assert skipped["file"] == first.name
     assert watch.events("batch_processed")[-1]["files"] == 2
     assert by_name.returncode == since.returncode == 0
+    assert by_name.stdout == "queued 1 file(s) for reprocessing\n"
+    # T0 is 2026-03-02: both files are named from that day on.
+    assert "(2 landed file(s) are named from that day on;" in since.stdout
+    [requested] = watch.events("reprocess_requested")[-1:]
+    assert requested["files"] == 2
     assert unknown.returncode == 2
     assert "not in" in unknown.stderr
     assert replaced != before
@@ -104,10 +109,16 @@ def test_any_arrival_order_and_rebuild_give_the_same_tables(
     wait_until(lambda: _batches(watch) == len(times) + 1, timeout=60)
     rebuilt_by_watch = reporting_tables(data_dir)
     assert watch.stop() == 0
-    # `rebuild` with no transformer running does it itself.
+    watch_pid = status(data_dir)["pid"]
+    # `rebuild` with no transformer running does it itself, and says so in the status.
     alone = run_cli(["rebuild"], data_dir)
+    after = status(data_dir)
 
     assert asked.returncode == alone.returncode == 0
+    assert after["pid"] != watch_pid
+    assert after["processed"] == len(times)
+    assert after["pending"] == 0
+    assert after["lag_seconds"] == 0
     assert rebuilt_by_watch == incremental
     assert reporting_tables(data_dir) == incremental
     assert len([name for name in incremental if name.startswith("fct_stream_snapshots")]) == 6
