@@ -136,4 +136,5 @@ rebuild: ## rebuild warehouse and reporting from every landed file (the running 
 	$(COMPOSE) exec -T transformer twitch-bi rebuild
 
 serve-docs: .env data ## serve data/docs/ (from make docs) on http://127.0.0.1:8080 (DOCS_PORT in .env)
+	@test -f data/docs/index.html || { echo "serve-docs: no data/docs/index.html; run make docs first" >&2; exit 1; }
 	HOST_UID=$(HOST_UID) HOST_GID=$(HOST_GID) $(COMPOSE) --profile docs up --detach --build docs
