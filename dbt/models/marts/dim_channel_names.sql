@@ -7,92 +7,26 @@
 }}
 
 -- depends_on: {{ ref('int_batch_scope') }}
--- depends_on: {{ ref('fct_stream_snapshots') }}
+-- depends_on: {{ ref('int_snapshots') }}
 
 {#
     Derived from the snapshots, never from the run time, so reprocessing old files
-    rebuilds the same history. A name is valid from the first snapshot that saw the
-    channel under it until the first sighting of its next name.
+    rebuilds the same history. A channel's sightings (its int_stream_days rows) are
+    put in time order; every change of login or display name opens a new row, valid
+    until the next change. A channel that goes back to an earlier name opens a row
+    again (seen at the grain of int_stream_days: a day of one broadcast).
 
-    Incremental by channel. A batch that only adds snapshots after every name this
-    table holds writes only the channels it saw under a name they never had (the new
-    name opens, the previous one closes); every other channel is left alone. Any
-    other batch computes the names of the channels it touched again from all of
-    int_stream_days: those its snapshots saw, and those with a name first seen on one
-    of its snapshots.
+    Incremental by channel. A batch that only adds snapshots after every one
+    processed before (the usual case) appends its sightings to the rows the channel
+    already has and rewrites only the channels whose name changed. Any other batch
+    computes again, from all of int_stream_days, every channel seen on one of its
+    days, and every channel with a row opened on one of its snapshots.
 #}
 
+{%- set others = '(select snapshot_at from ' ~ ref('int_snapshots')
+    ~ ' where not is_in_batch)' -%}
+
 with
-
-{% if is_incremental() %}
-
-scope as (
-
-    select * from {{ ref('int_batch_scope') }}
-
-),
-
-batch_rows as (
-
-    select stream_snapshots.*
-    from {{ ref('fct_stream_snapshots') }} as stream_snapshots
-    inner join scope
-        on stream_snapshots.snapshot_at = scope.snapshot_at
-
-),
-
-{% endif %}
-
-{% if is_incremental() and batch_extends(this, 'valid_from') %}
-
-new_names as (
-
-    select
-        batch_rows.user_id,
-        batch_rows.user_login,
-        batch_rows.user_name,
-        min(batch_rows.snapshot_at) as first_seen_at
-
-    from batch_rows
-    where
-        not exists (
-            select 1
-            from {{ this }} as previous
-            where
-                previous.user_id = batch_rows.user_id
-                and previous.user_login
-                is not distinct from batch_rows.user_login
-                and previous.user_name
-                is not distinct from batch_rows.user_name
-        )
-    group by batch_rows.user_id, batch_rows.user_login, batch_rows.user_name
-
-),
-
-sightings as (
-
-    select
-        user_id,
-        user_login,
-        user_name,
-        first_seen_at
-
-    from new_names
-
-    union all
-
-    select
-        previous.user_id,
-        previous.user_login,
-        previous.user_name,
-        previous.valid_from as first_seen_at
-
-    from {{ this }} as previous
-    where previous.user_id in (select new_names.user_id from new_names)
-
-),
-
-{% elif is_incremental() %}
 
 stream_days as (
 
@@ -100,9 +34,120 @@ stream_days as (
 
 ),
 
+{% if is_incremental() and batch_extends(others, 'snapshot_at') %}
+
+{%- set bounds = batch_scope_bounds() %}
+
+earlier as (
+
+    -- the rows as they stood before the batch's first snapshot
+    select
+        user_id,
+        user_login,
+        user_name,
+        valid_from
+
+    from {{ this }}
+    where valid_from < {{ bounds.first }}
+
+),
+
+current_names as (
+
+    select
+        user_id,
+        {{ latest('user_login', 'valid_from') }} as user_login,
+        {{ latest('user_name', 'valid_from') }} as user_name
+
+    from earlier
+    group by user_id
+
+),
+
+new_sightings as (
+
+    select
+        user_id,
+        user_login,
+        user_name,
+        first_seen_at
+
+    from stream_days
+    where
+        snapshot_date >= cast(
+            cast({{ bounds.first }} as {{ dbt.type_timestamp() }}) as date
+        )
+        and first_seen_at >= {{ bounds.first }}
+
+),
+
 touched as (
 
-    select user_id from batch_rows
+    -- a name other than the current one, or rows the batch replaces
+    select new_sightings.user_id
+    from new_sightings
+    left join current_names
+        on new_sightings.user_id = current_names.user_id
+    where
+        current_names.user_id is null
+        or new_sightings.user_login
+        is distinct from current_names.user_login
+        or new_sightings.user_name
+        is distinct from current_names.user_name
+
+    union
+
+    select previous.user_id
+    from {{ this }} as previous
+    where previous.valid_from >= {{ bounds.first }}
+
+),
+
+known as (
+
+    select
+        user_id,
+        user_login,
+        user_name,
+        valid_from as first_seen_at
+
+    from earlier
+
+    union all
+
+    select * from new_sightings
+
+),
+
+sightings as (
+
+    -- a touched channel with nothing left comes back as a tombstone
+    select
+        touched.user_id,
+        known.user_login,
+        known.user_name,
+        known.first_seen_at
+
+    from touched
+    left join known
+        on touched.user_id = known.user_id
+
+),
+
+{% elif is_incremental() %}
+
+scope as (
+
+    select * from {{ ref('int_batch_scope') }}
+
+),
+
+touched as (
+
+    select stream_days.user_id
+    from stream_days
+    inner join scope
+        on stream_days.snapshot_date = scope.snapshot_date
 
     union
 
@@ -129,12 +174,6 @@ sightings as (
 
 {% else %}
 
-stream_days as (
-
-    select * from {{ ref('int_stream_days') }}
-
-),
-
 sightings as (
 
     select
@@ -149,16 +188,44 @@ sightings as (
 
 {% endif %}
 
-names as (
+ordered as (
 
     select
         user_id,
         user_login,
         user_name,
-        min(first_seen_at) as valid_from
+        first_seen_at,
+        lag(user_login) over (
+            partition by user_id
+            order by first_seen_at, user_login, user_name
+        ) as previous_login,
+        lag(user_name) over (
+            partition by user_id
+            order by first_seen_at, user_login, user_name
+        ) as previous_name,
+        row_number() over (
+            partition by user_id
+            order by first_seen_at, user_login, user_name
+        ) as sighting_number
 
     from sightings
-    group by user_id, user_login, user_name
+
+),
+
+changes as (
+
+    -- the sightings that open a row: the first, and each change of name
+    select
+        user_id,
+        user_login,
+        user_name,
+        first_seen_at as valid_from
+
+    from ordered
+    where
+        sighting_number = 1
+        or user_login is distinct from previous_login
+        or user_name is distinct from previous_name
 
 ),
 
@@ -171,10 +238,10 @@ final as (
         valid_from,
         lead(valid_from) over (
             partition by user_id
-            order by valid_from, user_login, user_name
+            order by valid_from
         ) as valid_to
 
-    from names
+    from changes
 
 )
 
