@@ -32,7 +32,7 @@ TICK_SECONDS = 0.5
 DEBOUNCE_SECONDS = 0.1
 # SIGTERM lets the running batch finish; if it has not after this long, the process
 # leaves it staged (recover() resumes it at start) and exits 0 before compose's
-# stop_grace_period (40 s) turns to SIGKILL.
+# stop_grace_period (2 minutes in compose.yml) turns to SIGKILL.
 SHUTDOWN_DEADLINE_SECONDS = 25.0
 _EVENTS = {"created", "modified", "moved", "closed"}  # not opened / closed_no_write: our reads
 
@@ -102,6 +102,7 @@ class WatchService:
                 "transformer_started",
                 landing=str(self.settings.layout.landing_streams),
                 polling=self.settings.watch_polling,
+                observer=type(observer).__name__,
             )
             self._loop(worker, observer)
         except Exception:

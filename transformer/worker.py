@@ -188,7 +188,16 @@ class Worker:
 
     def process_batch(self, paths: list[Path]) -> BatchResult:
         """Validate, load, run dbt, export, then mark the files done; ping the healthcheck."""
-        result = self._batch(paths)
+        try:
+            result = self._batch(paths)
+        except Exception as error:
+            # The batch stays staged and is resumed; the check still hears it failed.
+            healthchecks.ping(
+                self.settings.transformer_healthcheck_url,
+                "fail",
+                f"batch of {len(paths)} files crashed: {type(error).__name__}",
+            )
+            raise
         self._unsaved = True
         problems = result.quarantined + result.failed
         if problems:

@@ -57,8 +57,10 @@ def test_kill_9_at_random_moments_gives_the_output_of_a_clean_run(
     env = service_env(data_dir, LOG_LEVEL="debug")
 
     kills = terms = busy = 0
+    processes: list[Process] = []
     for trial in range(TRIALS):
         watch = spawn(["watch"], env, name=f"trial-{trial}")
+        processes.append(watch)
         for _ in range(rng.randint(1, 3)):
             if arrivals:
                 path = arrivals.pop(0)
@@ -90,11 +92,16 @@ def test_kill_9_at_random_moments_gives_the_output_of_a_clean_run(
         message=f"not all processed: {status(data_dir)}",
     )
     assert final.stop() == 0
+    processes.append(final)
+    # A process that finds a batch staged by the one before was killed in mid-batch:
+    # the kills did land inside batches, not only between them.
+    resumed = sum(len(process.events("batch_resumed")) for process in processes)
 
     landed = sorted(layout.landing_streams.glob("*.parquet"))
     ledger = ledger_rows(data_dir)
     assert (kills, terms) == (TRIALS - TRIALS // 4, TRIALS // 4)
     assert busy >= TRIALS // 2
+    assert resumed >= max(1, kills // 4), f"only {resumed} of {kills} kills hit a batch"
     assert len(landed) == len(TIMES)
     assert {name: row["status"] for name, row in ledger.items()} == {
         path.name: "done" for path in landed

@@ -88,6 +88,7 @@ def test_file_dropped_while_running_is_processed(
     wait_until(lambda: reporting_rows(data_dir, T0) == 250, timeout=30)
     [batch] = watch.wait_for_event("batch_processed")
     assert started["polling"] is (polling == "1")
+    assert (started["observer"] == "PollingObserver") is (polling == "1")
     assert batch["files"] == 1
     assert batch["rows"] == 250
     assert watch.stop() == 0

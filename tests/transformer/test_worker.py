@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import structlog
 
@@ -237,3 +238,25 @@ def test_the_write_ahead_log_is_folded_in_when_idle_not_inside_a_batch(
     ] == [3]
     assert _files(layout.reporting) == reporting
     again.close()
+
+
+def test_a_backlog_larger_than_a_batch_is_split_into_batches_in_time_order(
+    in_process: Settings, data_dir: Path
+) -> None:
+    moments = [DAY1 + timedelta(minutes=15 * i) for i in range(5)]
+    for moment in reversed(moments):
+        write_snapshot(data_dir, moment, size=30)
+    worker = Worker(in_process, WorkerOptions(max_batch_files=2))
+    worker.start()
+
+    results = worker.process(worker.pending())
+    worker.close()
+
+    assert [sorted(result.files) for result in results] == [
+        [f"streams_{stamp(moment)}.parquet" for moment in moments[i : i + 2]]
+        for i in range(0, 5, 2)
+    ]
+    assert {row["status"] for row in ledger_rows(data_dir).values()} == {"done"}
+    for moment in moments:
+        report = pq.read_table(snapshot_report(data_dir, moment))
+        assert report.num_rows == 30
