@@ -1,4 +1,4 @@
-"""Hours watched per category and day, computed from the emulator's truth without dbt."""
+"""agg_games_daily per category and day, computed from the emulator's truth without dbt."""
 
 from __future__ import annotations
 
@@ -33,31 +33,48 @@ def expected_by_game(emulator: Emulator) -> dict[tuple[str, str | None], dict[st
     viewer_seconds: dict[tuple[str, str | None], int] = defaultdict(int)
     peak: dict[tuple[str, str | None], int] = defaultdict(int)
     channels: dict[tuple[str, str | None], set[int]] = defaultdict(set)
+    channel_seconds: dict[tuple[str, str | None], int] = defaultdict(int)
+    peak_channels: dict[tuple[str, str | None], int] = defaultdict(int)
+    by_channel: dict[tuple[str, str | None], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     population = emulator.population
     for at in TIMES:
         day = at.date().isoformat()
         covered[day] += weights[at]
         live = emulator.truth(at)
         totals: dict[str | None, int] = defaultdict(int)
+        live_channels: dict[str | None, int] = defaultdict(int)
         for game, viewers, channel in zip(live.game, live.viewers, live.channel, strict=True):
             game_id = population.game_of(int(game))[0] or None
+            key = (day, game_id)
             totals[game_id] += int(viewers)
-            viewer_seconds[(day, game_id)] += int(viewers) * weights[at]
-            channels[(day, game_id)].add(int(channel))
+            live_channels[game_id] += 1
+            viewer_seconds[key] += int(viewers) * weights[at]
+            channel_seconds[key] += weights[at]
+            channels[key].add(int(channel))
+            user_id = str(int(population.channel_user_id[int(channel)]))
+            by_channel[key][user_id] += int(viewers) * weights[at]
         for game_id, viewers in totals.items():
             peak[(day, game_id)] = max(peak[(day, game_id)], viewers)
+            peak_channels[(day, game_id)] = max(
+                peak_channels[(day, game_id)], live_channels[game_id]
+            )
     return {
         key: {
             "hours_watched": seconds / 3600,
             "avg_viewers": seconds / covered[key[0]],
             "peak_viewers": peak[key],
             "channel_count": len(channels[key]),
+            "hours_streamed": channel_seconds[key] / 3600,
+            "avg_channels": channel_seconds[key] / covered[key[0]],
+            "peak_channels": peak_channels[key],
+            # the most hours watched, the smallest user id among equals
+            "top_user_id": min(by_channel[key].items(), key=lambda item: (-item[1], item[0]))[0],
         }
         for key, seconds in viewer_seconds.items()
     }
 
 
-def test_hours_watched_per_game_match_the_emulators_truth(
+def test_games_daily_measures_match_the_emulators_truth(
     make_worker: Callable[[Path], Worker], tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
@@ -74,7 +91,8 @@ def test_hours_watched_per_game_match_the_emulators_truth(
         f"""
         select
             cast(stream_date as varchar), game_id, hours_watched, avg_viewers,
-            peak_viewers, channel_count
+            peak_viewers, channel_count, hours_streamed, avg_channels, peak_channels,
+            top_user_id
         from read_parquet('{worker.layout.reporting}/agg_games_daily/*/*.parquet')
         """
     ).fetchall()
@@ -84,8 +102,23 @@ def test_hours_watched_per_game_match_the_emulators_truth(
             "avg_viewers": average,
             "peak_viewers": peak,
             "channel_count": channels,
+            "hours_streamed": streamed,
+            "avg_channels": average_channels,
+            "peak_channels": peak_channels,
+            "top_user_id": top,
         }
-        for day, game_id, hours, average, peak, channels in rows
+        for (
+            day,
+            game_id,
+            hours,
+            average,
+            peak,
+            channels,
+            streamed,
+            average_channels,
+            peak_channels,
+            top,
+        ) in rows
     }
 
     assert worker.last_error is None

@@ -54,13 +54,14 @@ earlier as (
 
 current_names as (
 
+    -- a channel whose current row the batch opened has none here: it is touched
     select
         user_id,
-        {{ latest('user_login', 'valid_from') }} as user_login,
-        {{ latest('user_name', 'valid_from') }} as user_name
+        user_login,
+        user_name
 
-    from earlier
-    group by user_id
+    from {{ this }}
+    where is_current and valid_from < {{ bounds.first }}
 
 ),
 
