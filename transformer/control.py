@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from twitch_bi.settings import Settings, SettingsError
 from twitch_bi.statefile import read_json, write_json
 
 LOCK_FILE = "transformer.lock"
+ACQUIRE_ATTEMPTS = 20
 
 
 def requests_dir(settings: Settings) -> Path:
@@ -76,15 +78,36 @@ class TransformerLock:
     def acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
+        # `status` probes the lock for an instant (is_held); a start that meets a probe
+        # tries again rather than taking it for another transformer.
+        for attempt in range(ACQUIRE_ATTEMPTS):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == ACQUIRE_ATTEMPTS - 1:
+                    os.close(fd)
+                    return False
+                time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
         return True
+
+    def is_held(self) -> bool:
+        """Whether a process holds the lock now (`watch`, or an offline `rebuild`). The
+        kernel lets go of it when that process ends, `kill -9` included."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing it releases a shared lock taken here
+        return False
 
     def release(self) -> None:
         if self._fd is not None:

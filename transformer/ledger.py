@@ -174,11 +174,17 @@ class Ledger:
         return {status: int(count) for status, count in rows}
 
     def last_processed(self) -> tuple[str | None, datetime | None, datetime | None]:
-        """The most recently processed file, when, and the newest snapshot time processed."""
+        """The most recently processed file (the newest snapshot of the last batch: a
+        batch's files share one processed time), when, and the newest snapshot time."""
         row = self.con.execute(
             """
             select
-                arg_max(file_name, processed_at),
+                (
+                    select file_name from ops.ledger
+                    where status = 'done'
+                    order by processed_at desc, snapshot_at desc
+                    limit 1
+                ),
                 max(processed_at),
                 max(snapshot_at)
             from ops.ledger where status = 'done'

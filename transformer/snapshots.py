@@ -86,6 +86,16 @@ def _literal(path: Path) -> str:
 def inspect(con: duckdb.DuckDBPyConnection, path: Path) -> Snapshot:
     """Validate a landed file; raise InvalidSnapshot with a reason that names the problem."""
     source = f"read_parquet({_literal(path)})"
+    name_time = snapshot_time_from_name(path.name)
+    if name_time is None:
+        # The name orders files, answers `status` and `reprocess --since`, and is how a
+        # file replaces a snapshot; a file named otherwise would take that time from the
+        # extractor's own file for it.
+        raise InvalidSnapshot(
+            "no snapshot time in the name: name the file streams_YYYYMMDDTHHMMSSZ.parquet "
+            "(its UTC snapshot time) and drop it again",
+            "BadSnapshotTime",
+        )
     if path.stat().st_size == 0:
         raise InvalidSnapshot("empty file (0 bytes)", "EmptyFile")
     try:
@@ -104,7 +114,7 @@ def inspect(con: duckdb.DuckDBPyConnection, path: Path) -> Snapshot:
             f"viewer_count is {types['viewer_count']}, expected an integer type", "BadType"
         )
 
-    snapshot_expr = _snapshot_expression(path, types)
+    snapshot_expr = _snapshot_expression(name_time, types)
     selected = []
     for column, kind in WAREHOUSE_TYPES.items():
         if column == "snapshot_at":
@@ -160,7 +170,7 @@ def inspect(con: duckdb.DuckDBPyConnection, path: Path) -> Snapshot:
     return Snapshot(path, snapshot_at.astimezone(UTC), int(rows), select_sql)
 
 
-def _snapshot_expression(path: Path, types: dict[str, str]) -> str:
+def _snapshot_expression(name_time: datetime, types: dict[str, str]) -> str:
     if "snapshot_at" in types:
         if not types["snapshot_at"].startswith(("TIMESTAMP", "VARCHAR", "DATE")):
             raise InvalidSnapshot(
@@ -168,14 +178,7 @@ def _snapshot_expression(path: Path, types: dict[str, str]) -> str:
             )
         # A text column that is no time becomes null here and is reported below by name.
         return 'try_cast("snapshot_at" as timestamptz)'
-    from_name = snapshot_time_from_name(path.name)
-    if from_name is None:
-        raise InvalidSnapshot(
-            "no snapshot time: the file has no snapshot_at column and its name has no "
-            "YYYYMMDDTHHMMSSZ time",
-            "BadSnapshotTime",
-        )
-    return f"timestamptz '{from_name.isoformat()}'"
+    return f"timestamptz '{name_time.isoformat()}'"
 
 
 def _first_line(error: BaseException) -> str:

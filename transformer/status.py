@@ -6,6 +6,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+from transformer.control import TransformerLock
 from twitch_bi.contract import is_candidate_name, snapshot_time_from_name
 from twitch_bi.settings import Settings
 from twitch_bi.statefile import read_json, write_json
@@ -50,8 +51,10 @@ def newest_landed(settings: Settings) -> tuple[str | None, datetime | None]:
     return newest
 
 
-def read_status(settings: Settings) -> dict[str, Any]:
-    """The last status the worker wrote, with its age; `running` says if it is fresh."""
+def read_status(settings: Settings, check_lock: bool = True) -> dict[str, Any]:
+    """The last status the worker wrote, with its age; `running` says if it is fresh and
+    a transformer holds the warehouse. Health checks, which run beside `watch` every few
+    seconds, leave the lock alone (`check_lock=False`) and go by the beat."""
     status = read_json(settings.layout.state / STATUS_FILE) or {}
     quarantine = settings.layout.quarantine
     status["quarantined_files"] = (
@@ -61,7 +64,10 @@ def read_status(settings: Settings) -> dict[str, Any]:
     if updated:
         age = (datetime.now(UTC) - datetime.fromisoformat(updated)).total_seconds()
         status["heartbeat_age_seconds"] = round(age, 1)
-        status["running"] = age <= 3 * HEARTBEAT_SECONDS
+        # A fresh beat alone would say `running` for a while after a stop or a kill.
+        status["running"] = age <= 3 * HEARTBEAT_SECONDS and (
+            not check_lock or TransformerLock(settings).is_held()
+        )
     else:
         status["running"] = False
     return status
@@ -95,7 +101,7 @@ def format_status(status: dict[str, Any]) -> str:
 def health(settings: Settings, service: str) -> str | None:
     """Why the service looks unhealthy, or None if it looks fine (container health checks)."""
     if service == "transformer":
-        return _transformer_health(read_status(settings))
+        return _transformer_health(read_status(settings, check_lock=False))
     status = read_json(settings.layout.state / EXTRACTOR_STATUS_FILE)
     return _extractor_health(status, settings.extract_every_minutes)
 

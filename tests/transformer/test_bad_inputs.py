@@ -133,6 +133,11 @@ def test_each_bad_file_is_quarantined_with_its_reason_and_good_ones_land(
         "not_null",
     )
     case(11, lambda t: t, None, "")  # a good file in the same batch as the bad ones
+    # A good snapshot under a name without its time (a backup copy, say) must not take
+    # that time from the extractor's own file for it, which lands afterwards.
+    case(
+        12, lambda t: t, "BadSnapshotTime", "no snapshot time in the name", "streams_backup.parquet"
+    )
 
     raw_cases = {
         _name(20): (b"", "EmptyFile", "empty"),
@@ -160,8 +165,9 @@ def test_each_bad_file_is_quarantined_with_its_reason_and_good_ones_land(
         message=f"not all quarantined: {sorted(os.listdir(layout.quarantine))}",
     )
     wait_until(lambda: status(data_dir).get("processed") == 4, timeout=30)
+    write_snapshot(data_dir, _at(12), size=30)
     last = write_snapshot(data_dir, _at(30), size=30)
-    wait_until(lambda: status(data_dir).get("processed") == 5, timeout=30)
+    wait_until(lambda: status(data_dir).get("processed") == 6, timeout=30)
     assert watch.stop() == 0
 
     logged = {line["file"]: line for line in watch.events("file_quarantined")}
@@ -175,7 +181,7 @@ def test_each_bad_file_is_quarantined_with_its_reason_and_good_ones_land(
         assert not (layout.landing_streams / name).exists()
         assert logged[name]["level"] == "error"
         assert logged[name]["error_class"] == expected
-    for minute in (0, 8, 9, 11, 30):
+    for minute in (0, 8, 9, 11, 12, 30):
         assert pq.read_metadata(snapshot_report(data_dir, _at(minute))).num_rows == 30
     assert not snapshot_report(data_dir, _at(10)).exists()
     assert watch.events("batch_split"), "the dbt test failure should split its batch"

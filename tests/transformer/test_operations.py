@@ -7,6 +7,7 @@ import json
 import os
 import random
 import shutil
+import signal
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -128,7 +129,7 @@ def test_status_reports_counts_lag_and_last_error_while_watch_holds_the_warehous
     spawn: Callable[..., Process], data_dir: Path
 ) -> None:
     layout = Layout(data_dir)
-    first = write_snapshot(data_dir, T0, size=40)
+    write_snapshot(data_dir, T0, size=40)
     last = write_snapshot(data_dir, T0 + timedelta(minutes=15), size=40)
     bad = layout.landing_streams / "streams_20260303T000000Z.parquet"
     bad.write_text("id,viewer_count\n1,2\n", encoding="utf-8")
@@ -150,6 +151,8 @@ def test_status_reports_counts_lag_and_last_error_while_watch_holds_the_warehous
         as_text = run_cli(["status"], data_dir)
         check = run_cli(["status", "--check"], data_dir)
     assert watch.stop() == 0
+    # Stopped a moment ago, its heartbeat still fresh: not running.
+    stopped = json.loads(run_cli(["status", "--json"], data_dir).stdout)
 
     report = json.loads(as_json.stdout)
     assert report["running"] is True
@@ -157,7 +160,8 @@ def test_status_reports_counts_lag_and_last_error_while_watch_holds_the_warehous
     assert report["processed"] == 2
     assert report["pending"] == 1
     assert report["quarantined"] == report["quarantined_files"] == 1
-    assert report["last_file"] in {first.name, last.name}
+    # Both files went in one batch: the last file is the newer snapshot.
+    assert report["last_file"] == last.name
     assert datetime.fromisoformat(report["last_processed_at"]).tzinfo is not None
     assert report["newest_landed"] == "streams_20260303T001500Z.parquet"
     assert report["lag_seconds"] == (datetime(2026, 3, 3, 0, 15, tzinfo=UTC) - T0).seconds - 900
@@ -165,9 +169,32 @@ def test_status_reports_counts_lag_and_last_error_while_watch_holds_the_warehous
     assert "processed:   2 files" in as_text.stdout
     assert bad.name in as_text.stdout
     assert check.returncode == 0
+    assert stopped["running"] is False
+    assert stopped["heartbeat_age_seconds"] < 30
+    assert "NOT running" in run_cli(["status"], data_dir).stdout
     assert watch.events("batch_processed")
     assert watch.events("healthcheck_ping_failed")
     assert "secret-check-uuid" not in watch.log_path.read_text(encoding="utf-8")
+
+
+def test_status_says_not_running_at_once_after_kill_9(
+    spawn: Callable[..., Process], data_dir: Path
+) -> None:
+    write_snapshot(data_dir, T0, size=40)
+    watch = spawn(["watch"], service_env(data_dir))
+    wait_until(lambda: status(data_dir).get("processed") == 1, timeout=30)
+    running = json.loads(run_cli(["status", "--json"], data_dir).stdout)
+    assert watch.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    killed = json.loads(run_cli(["status", "--json"], data_dir).stdout)
+    assert running["running"] is True
+    assert killed["running"] is False
+    assert killed["heartbeat_age_seconds"] < 30
+    # The next start is not taken for a transformer already running.
+    again = spawn(["watch"], service_env(data_dir), name="watch-again")
+    again.wait_for_event("transformer_started", timeout=60)
+    assert json.loads(run_cli(["status", "--json"], data_dir).stdout)["running"] is True
+    assert again.stop() == 0
 
 
 def test_status_check_fails_when_the_heartbeat_is_stale(data_dir: Path) -> None:
